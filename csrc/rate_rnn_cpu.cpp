@@ -1,0 +1,233 @@
+// CPU implementation of rate_rnn::forward / rate_rnn::backward (contract in rate_rnn.h).
+//
+// One ATen GEMM per step (h_{t-1} W_hh^T forward, Delta_t W_hh backward) and one fused elementwise pass per step;
+// no Python per time step. dW_hh is one GEMM over all T*B rows after the backward loop.
+#include "noise.h"
+#include "rate_rnn.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+namespace rate_rnn {
+namespace {
+
+template <Activation A, typename T>
+inline T activate(T z) {
+  if constexpr (A == Activation::Identity) return z;
+  if constexpr (A == Activation::ReLU) return z > T(0) ? z : T(0);
+  if constexpr (A == Activation::Tanh) return std::tanh(z);
+  if constexpr (A == Activation::Softplus) return z > T(20) ? z : std::log1p(std::exp(z));  // F.softplus
+  if constexpr (A == Activation::ReTanh) return z > T(0) ? std::tanh(z) : T(0);
+  if constexpr (A == Activation::Power) return z > T(0) ? z * z : T(0);
+}
+
+// f'(z) written in terms of r = f(z).
+template <Activation A, typename T>
+inline T derivative_from_rate(T r) {
+  if constexpr (A == Activation::Identity) return T(1);
+  if constexpr (A == Activation::ReLU) return r > T(0) ? T(1) : T(0);
+  if constexpr (A == Activation::Tanh) return T(1) - r * r;
+  if constexpr (A == Activation::Softplus) return -std::expm1(-r);  // sigmoid(z) = 1 - exp(-softplus(z))
+  if constexpr (A == Activation::ReTanh) return r > T(0) ? T(1) - r * r : T(0);
+  if constexpr (A == Activation::Power) return T(2) * std::sqrt(r);
+}
+
+template <typename F>
+void dispatch_activation(Activation a, F&& body) {
+  switch (a) {
+    case Activation::Identity: return body(std::integral_constant<Activation, Activation::Identity>{});
+    case Activation::ReLU: return body(std::integral_constant<Activation, Activation::ReLU>{});
+    case Activation::Tanh: return body(std::integral_constant<Activation, Activation::Tanh>{});
+    case Activation::Softplus: return body(std::integral_constant<Activation, Activation::Softplus>{});
+    case Activation::ReTanh: return body(std::integral_constant<Activation, Activation::ReTanh>{});
+    case Activation::Power: return body(std::integral_constant<Activation, Activation::Power>{});
+  }
+  TORCH_CHECK(false, "rate_rnn: unknown activation code ", static_cast<int64_t>(a));
+}
+
+// Rows per parallel chunk: about 16k elements, so a B=64, N=256 step splits over two cores.
+int64_t row_grain(int64_t N) { return std::max<int64_t>(1, (1 << 13) / std::max<int64_t>(N, 1)); }
+
+template <typename scalar_t>
+ScanParams<scalar_t> make_params(const at::Tensor& ref, const at::Tensor& W_hh, const at::Tensor& h0,
+                                 const at::Tensor& decay, int64_t activation,
+                                 const c10::optional<at::Tensor>& lengths) {
+  ScanParams<scalar_t> p;
+  p.T = ref.size(0);
+  p.B = ref.size(1);
+  p.N = ref.size(2);
+  p.per_unit_decay = decay.dim() == 1;
+  p.activation = static_cast<Activation>(activation);
+  p.lengths = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
+  p.decay = decay.data_ptr<scalar_t>();
+  p.W_hh = W_hh.data_ptr<scalar_t>();
+  p.h0 = h0.data_ptr<scalar_t>();
+  return p;
+}
+
+// d and 1-d per unit, so the inner loops index one array whatever the decay's shape.
+template <typename scalar_t>
+void expand_decay(const ScanParams<scalar_t>& p, std::vector<scalar_t>& d, std::vector<scalar_t>& one_minus_d) {
+  d.resize(p.N);
+  one_minus_d.resize(p.N);
+  for (int64_t n = 0; n < p.N; ++n) {
+    d[n] = p.per_unit_decay ? p.decay[n] : p.decay[0];
+    one_minus_d[n] = scalar_t(1) - d[n];
+  }
+}
+
+void check_lengths_range(const c10::optional<at::Tensor>& lengths, int64_t T) {
+  if (!lengths.has_value() || lengths->numel() == 0) return;
+  const int64_t lo = lengths->min().item<int64_t>(), hi = lengths->max().item<int64_t>();
+  TORCH_CHECK_VALUE(lo >= 0 && hi <= T, "rate_rnn: lengths must lie in [0, T=", T, "], got values in [", lo, ", ",
+                    hi, "]");
+}
+
+std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Tensor& W_hh, const at::Tensor& h0,
+                                               const at::Tensor& decay, int64_t activation,
+                                               const c10::optional<at::Tensor>& lengths, double noise_std,
+                                               int64_t seed) {
+  check_forward_args(U, W_hh, h0, decay, activation, lengths, noise_std);
+  check_lengths_range(lengths, U.size(0));
+  at::Tensor H = at::empty_like(U), R = at::empty_like(U);
+  const at::Tensor W_t = W_hh.t();
+  AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "rate_rnn_forward_cpu", [&] {
+    const auto p = make_params<scalar_t>(U, W_hh, h0, decay, activation, lengths);
+    std::vector<scalar_t> d, one_minus_d;
+    expand_decay(p, d, one_minus_d);
+    const int64_t BN = p.B * p.N;
+    const float noise_scale = static_cast<float>(noise_std);
+    const uint64_t key = static_cast<uint64_t>(seed);
+    scalar_t* Hd = H.data_ptr<scalar_t>();
+    scalar_t* Rd = R.data_ptr<scalar_t>();
+    dispatch_activation(p.activation, [&](auto act) {
+      constexpr Activation A = decltype(act)::value;
+      for (int64_t t = 0; t < p.T; ++t) {
+        const at::Tensor h_prev = t == 0 ? h0 : H[t - 1];
+        at::Tensor z = R[t];
+        at::addmm_out(z, U[t], h_prev, W_t);  // z_t = U_t + h_{t-1} W_hh^T, written where r_t will live
+        const scalar_t* hp = t == 0 ? p.h0 : Hd + (t - 1) * BN;
+        scalar_t* rt = Rd + t * BN;
+        scalar_t* ht = Hd + t * BN;
+        at::parallel_for(0, p.B, row_grain(p.N), [&](int64_t b0, int64_t b1) {
+          for (int64_t b = b0; b < b1; ++b) {
+            const scalar_t* hp_b = hp + b * p.N;
+            scalar_t* r_b = rt + b * p.N;
+            scalar_t* h_b = ht + b * p.N;
+            if (p.lengths != nullptr && t >= p.lengths[b]) {  // row finished: h frozen, r unused
+              for (int64_t n = 0; n < p.N; ++n) {
+                r_b[n] = scalar_t(0);
+                h_b[n] = hp_b[n];
+              }
+              continue;
+            }
+            if (noise_scale != 0.f) {
+              const uint64_t base = static_cast<uint64_t>((t * p.B + b) * p.N);
+              for (int64_t n = 0; n < p.N; ++n) {
+                r_b[n] += static_cast<scalar_t>(noise_scale * noise::standard_normal(key, base + n));
+              }
+            }
+            for (int64_t n = 0; n < p.N; ++n) {
+              const scalar_t r = activate<A>(r_b[n]);
+              r_b[n] = r;
+              h_b[n] = d[n] * hp_b[n] + one_minus_d[n] * r;
+            }
+          }
+        });
+      }
+    });
+  });
+  return {H, R};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    const at::Tensor& grad_H, const at::Tensor& H, const at::Tensor& R, const at::Tensor& h0,
+    const at::Tensor& W_hh, const at::Tensor& decay, int64_t activation, const c10::optional<at::Tensor>& lengths,
+    bool need_ddecay) {
+  check_backward_args(grad_H, H, R, h0, W_hh, decay, activation, lengths);
+  check_lengths_range(lengths, grad_H.size(0));
+  const int64_t T = grad_H.size(0), B = grad_H.size(1), N = grad_H.size(2);
+  at::Tensor dU = at::empty_like(grad_H);
+  at::Tensor lam = at::empty_like(h0), lam_next = at::empty_like(h0);
+  at::Tensor ddecay = at::zeros_like(decay);
+  AT_DISPATCH_FLOATING_TYPES(grad_H.scalar_type(), "rate_rnn_backward_cpu", [&] {
+    const auto p = make_params<scalar_t>(grad_H, W_hh, h0, decay, activation, lengths);
+    std::vector<scalar_t> d, one_minus_d;
+    expand_decay(p, d, one_minus_d);
+    const int64_t BN = B * N;
+    const scalar_t* G = grad_H.data_ptr<scalar_t>();
+    const scalar_t* Hd = H.data_ptr<scalar_t>();
+    const scalar_t* Rd = R.data_ptr<scalar_t>();
+    scalar_t* dUd = dU.data_ptr<scalar_t>();
+    // d(decay) partial sums per row chunk, reduced in a fixed order afterwards (deterministic).
+    const int64_t grain = row_grain(N);
+    const int64_t n_chunks = (B + grain - 1) / grain;
+    std::vector<double> dd_partial(need_ddecay ? n_chunks * N : 0, 0.0);
+    std::copy(G + (T - 1) * BN, G + T * BN, lam.data_ptr<scalar_t>());  // Lambda_T = G_T
+    dispatch_activation(p.activation, [&](auto act) {
+      constexpr Activation A = decltype(act)::value;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const scalar_t* L = lam.data_ptr<scalar_t>();
+        scalar_t* Ln = lam_next.data_ptr<scalar_t>();
+        const scalar_t* hp = t == 0 ? p.h0 : Hd + (t - 1) * BN;
+        const scalar_t* rt = Rd + t * BN;
+        const scalar_t* g_prev = t == 0 ? nullptr : G + (t - 1) * BN;
+        scalar_t* delta = dUd + t * BN;
+        // Fixed row chunks (independent of the thread count) keep the d(decay) sums deterministic.
+        at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
+          for (int64_t c = c0; c < c1; ++c) {
+          double* dd = need_ddecay ? dd_partial.data() + c * N : nullptr;
+          for (int64_t b = c * grain; b < std::min(B, (c + 1) * grain); ++b) {
+            const int64_t o = b * N;
+            const bool frozen = p.lengths != nullptr && t >= p.lengths[b];
+            for (int64_t n = 0; n < N; ++n) {
+              const scalar_t lam_t = L[o + n];
+              const scalar_t g = g_prev ? g_prev[o + n] : scalar_t(0);
+              if (frozen) {  // h_t = h_{t-1}: the adjoint passes through unchanged
+                delta[o + n] = scalar_t(0);
+                Ln[o + n] = g + lam_t;
+                continue;
+              }
+              const scalar_t r = rt[o + n];
+              delta[o + n] = lam_t * one_minus_d[n] * derivative_from_rate<A>(r);
+              Ln[o + n] = g + d[n] * lam_t;
+              if (dd) dd[n] += static_cast<double>(lam_t * (hp[o + n] - r));
+            }
+          }
+          }
+        });
+        lam_next.addmm_(dU[t], W_hh);  // Lambda_{t-1} += Delta_t W_hh
+        std::swap(lam, lam_next);
+      }
+    });
+    if (need_ddecay) {
+      scalar_t* out = ddecay.data_ptr<scalar_t>();
+      double total = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        double s = 0.0;
+        for (int64_t c = 0; c < n_chunks; ++c) s += dd_partial[c * N + n];
+        if (p.per_unit_decay) out[n] = static_cast<scalar_t>(s);
+        total += s;
+      }
+      if (!p.per_unit_decay) out[0] = static_cast<scalar_t>(total);
+    }
+  });
+  // dW_hh = sum_t Delta_t^T h_{t-1}: one GEMM over the (T-1)*B rows that see H, one for h0.
+  at::Tensor dW = at::mm(dU[0].t(), h0);
+  if (T > 1) dW.addmm_(dU.slice(0, 1).reshape({(T - 1) * B, N}).t(), H.slice(0, 0, T - 1).reshape({(T - 1) * B, N}));
+  return {dU, dW, lam, ddecay};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(rate_rnn, CPU, m) {
+  m.impl("forward", &forward_cpu);
+  m.impl("backward", &backward_cpu);
+}
+
+}  // namespace rate_rnn

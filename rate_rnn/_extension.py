@@ -1,0 +1,58 @@
+"""Finding the compiled op: the module built by setup.py, else a cached JIT build from the source tree."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+_CSRC = Path(__file__).resolve().parent.parent / "csrc"
+CPU_SOURCES = ("rate_rnn.cpp", "rate_rnn_cpu.cpp")
+CXX_FLAGS = ["-O3", "-std=c++17", "-fno-math-errno"]
+
+_state: dict = {}
+
+
+def _jit_build() -> None:
+    from torch.utils import cpp_extension
+
+    sources = [str(_CSRC / s) for s in CPU_SOURCES]
+    missing = [s for s in sources if not os.path.exists(s)]
+    if missing:
+        raise ImportError(f"no compiled rate_rnn._C and no sources to build it from (missing {missing})")
+    print("rate_rnn: building the C++ extension (first use only; about a minute)...", file=sys.stderr)
+    cpp_extension.load(
+        name="rate_rnn_jit_C",
+        sources=sources,
+        extra_cflags=CXX_FLAGS,
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def load() -> tuple[bool, str]:
+    """Load the op library once. Returns (loaded, how or why not)."""
+    if "loaded" in _state:
+        return _state["loaded"], _state["how"]
+    try:
+        from . import _C  # noqa: F401  (built by setup.py; importing registers the op)
+
+        how = f"compiled extension {Path(_C.__file__).name}"
+        loaded = True
+    except ImportError as first:
+        if os.environ.get("RATE_RNN_NO_JIT", "0") == "1":
+            loaded, how = False, f"rate_rnn._C is not built ({first}) and RATE_RNN_NO_JIT=1 forbids a JIT build"
+        else:
+            try:
+                _jit_build()
+                loaded, how = True, "JIT-built extension (torch.utils.cpp_extension.load)"
+            except Exception as err:  # compiler missing, headers missing, ...
+                loaded, how = False, f"rate_rnn._C is not built ({first}) and the JIT build failed: {err}"
+    _state.update(loaded=loaded, how=how)
+    return loaded, how
+
+
+def has_kernel(op: str, dispatch_key: str) -> bool:
+    """Whether ``rate_rnn::<op>`` has a kernel registered for ``dispatch_key`` ('CPU', 'CUDA')."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"rate_rnn::{op}", dispatch_key)

@@ -1,0 +1,80 @@
+"""Pure-PyTorch twins of the compiled op: the oracle for tests and the fallback where no kernel exists.
+
+Everything here is plain autograd over a Python loop, exactly the published port's computation, plus the
+counter-based noise stream of ``csrc/noise.h`` re-implemented with integer tensor ops (float64 log/cos instead
+of the kernel's polynomials), so that the fused op's in-kernel noise can be checked against an independent code.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: Activation names in the order of the C++ ``Activation`` codes.
+ACTIVATIONS = ("identity", "relu", "tanh", "softplus", "retanh", "power")
+
+
+def activation_fn(name: str):
+    """The elementwise function ``f`` for an activation name (see ``ACTIVATIONS``)."""
+    table = {
+        "identity": lambda z: z,
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+        "softplus": F.softplus,  # beta 1, threshold 20
+        "retanh": lambda z: torch.tanh(torch.relu(z)),
+        "power": lambda z: torch.relu(z) ** 2,
+    }
+    if name not in table:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+    return table[name]
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def standard_normal_ref(seed: int, numel: int, device=None) -> torch.Tensor:
+    """Elements ``0..numel-1`` of the noise stream ``seed`` (float64), as ``noise::standard_normal`` defines it."""
+    seed &= (1 << 64) - 1
+    k0, k1 = seed & _M32, seed >> 32
+    i = torch.arange(numel, dtype=torch.int64, device=device)
+    pair = i >> 1
+    h = _mix32(((pair & _M32) * 0x9E3779B9 & _M32) ^ k0)
+    h = _mix32(h ^ (((pair >> 32) + k1 * 0x85EBCA6B) & _M32))
+    h2 = _mix32(h ^ 0x68E31DA4)
+    u1 = ((h >> 1).double() + 0.5) / 2.0**31
+    u2 = (h2 >> 8).double() / 2.0**24
+    # The kernel rounds u1 to float32 before the log; do the same so both draw the same radius.
+    u1 = u1.float().double()
+    phase = u2 - 0.25 * (i & 1).double()
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * phase)
+
+
+def scan_reference(U, W_hh, h0, decay, activation="relu", lengths=None, noise=None):
+    """Reference leaky scan. Shapes as ``rate_rnn.scan``; ``noise`` (T, B, N) is added to z_t (already scaled);
+    ``activation`` is a name in ``ACTIVATIONS`` or any elementwise callable.
+
+    Returns ``(H, h_T)``: H (T, B, N) every state, h_T (B, N) the final one.
+    """
+    f = activation if callable(activation) else activation_fn(activation)
+    decay = torch.as_tensor(decay, dtype=U.dtype, device=U.device)
+    h = h0
+    states = []
+    for t in range(U.shape[0]):
+        z = U[t] + h @ W_hh.t()
+        if noise is not None:
+            z = z + noise[t]
+        h_new = decay * h + (1 - decay) * f(z)
+        if lengths is not None:
+            h_new = torch.where((t < lengths.to(U.device)).unsqueeze(1), h_new, h)
+        states.append(h_new)
+        h = h_new
+    return torch.stack(states), h

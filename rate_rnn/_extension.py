@@ -53,6 +53,13 @@ def load() -> tuple[bool, str]:
     return loaded, how
 
 
-def has_kernel(op: str, dispatch_key: str) -> bool:
-    """Whether ``rate_rnn::<op>`` has a kernel registered for ``dispatch_key`` ('CPU', 'CUDA')."""
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"rate_rnn::{op}", dispatch_key)
+def kernels() -> dict:
+    """{device type: whether rate_rnn::forward has a kernel for it}, read once after loading (plain data, so
+    torch.compile can trace the backend choice)."""
+    if "kernels" not in _state:
+        loaded, _ = load()
+        _state["kernels"] = {
+            device: loaded and torch._C._dispatch_has_kernel_for_dispatch_key("rate_rnn::forward", key)
+            for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+        }
+    return _state["kernels"]

@@ -45,8 +45,7 @@ def fused_unavailable_reason(device_type: str) -> str | None:
     loaded, how = _extension.load()
     if not loaded:
         return how
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    if key is None or not _extension.has_kernel("forward", key):
+    if not _extension.kernels().get(device_type, False):
         return f"the compiled op has no {device_type} kernel in this build"
     return None
 

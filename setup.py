@@ -5,21 +5,22 @@ RATE_RNN_CUDA=0 skips the CUDA extension; RATE_RNN_CUDA=1 demands it (the build 
 """
 import glob
 import os
+import runpy
 import shutil
 
 from setuptools import find_packages, setup
 
-CXX_FLAGS = ["-O3", "-std=c++17", "-fno-math-errno", "-fopenmp"]
-NVCC_FLAGS = ["-O3", "-std=c++17", "-lineinfo", "-Xptxas", "-v",
-              "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
+_config = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "rate_rnn", "_build_config.py"))
+CPU_SOURCES, CXX_FLAGS, LINK_FLAGS, NVCC_FLAGS = (_config[k] for k in ("CPU_SOURCES", "CXX_FLAGS", "LINK_FLAGS",
+                                                                      "NVCC_FLAGS"))
 
 
 def extensions():
     import torch
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
-    exts = [CppExtension("rate_rnn._C", ["csrc/rate_rnn.cpp", "csrc/rate_rnn_cpu.cpp"],
-                         extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=["-fopenmp"])]
+    exts = [CppExtension("rate_rnn._C", CPU_SOURCES, extra_compile_args={"cxx": CXX_FLAGS},
+                         extra_link_args=LINK_FLAGS)]
     want = os.environ.get("RATE_RNN_CUDA", "auto")
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     have_cuda = torch.version.cuda is not None and shutil.which("nvcc") is not None and bool(cuda_sources)
@@ -35,7 +36,7 @@ def extensions():
             pass
         exts.append(CUDAExtension("rate_rnn._C_cuda", cuda_sources, include_dirs=include,
                                   extra_compile_args={"cxx": CXX_FLAGS, "nvcc": NVCC_FLAGS},
-                                  extra_link_args=["-fopenmp"], libraries=["cublas"]))
+                                  extra_link_args=LINK_FLAGS, libraries=["cublas"]))
     return exts
 
 

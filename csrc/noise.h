@@ -1,9 +1,10 @@
 // Counter-based Gaussian noise shared by the CPU and CUDA implementations.
 //
-// Element i of a noise stream with key `seed` is a pure function of (seed, i): no generator state, so any thread
-// can draw any element, the CPU and the GPU draw the same stream, and a run is reproducible from the seed alone.
-// Pairs of elements (2k, 2k+1) share two 32-bit uniforms (u1, u2) and take the cosine and sine halves of one
-// Box–Muller transform, so the marginal of every element is N(0, 1) and the pair is independent.
+// Element (row, col) of a noise stream with key `seed` is a pure function of (seed, row, col): no generator state,
+// so any thread can draw any element, the CPU and the GPU draw the same stream, and a run is reproducible from the
+// seed alone. A tensor's stream views it as (numel / size(-1), size(-1)); the op's noise xi_t[b, n] is row
+// t*B + b, column n. Columns (2k, 2k+1) share two 32-bit uniforms (u1, u2) and take the cosine and sine halves of
+// one Box–Muller transform, so every element is N(0, 1) and the two of a pair are independent.
 //
 // Uniforms come from a lowbias32 hash (integer mixing only, 32-bit multiplies) so that the CPU loop
 // auto-vectorises; log and cos are branch-free float polynomials for the same reason (no libm calls).
@@ -83,20 +84,39 @@ RATE_RNN_HD float cos_turns(float t) {
   return flip ? -c : c;
 }
 
-// The i-th N(0,1) sample of the stream `seed`.
-RATE_RNN_HD float standard_normal(uint64_t seed, uint64_t i) {
-  const uint64_t pair = i >> 1;
-  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  uint32_t h = mix32(static_cast<uint32_t>(pair) * 0x9e3779b9U ^ k0);
-  h = mix32(h ^ (static_cast<uint32_t>(pair >> 32) + k1 * 0x85ebca6bU));
-  const uint32_t h2 = mix32(h ^ 0x68e31da4U);
+// A noise stream is laid out as rows: element (row, col) of stream `seed`. The per-row key is hashed once
+// (64-bit row index), so the inner loop over columns is pure 32-bit integer and float work that vectorises.
+struct RowKey {
+  uint32_t k0, k1;
+};
+
+RATE_RNN_HD RowKey row_key(uint64_t seed, uint64_t row) {
+  const uint32_t a = mix32(static_cast<uint32_t>(row) * 0x9e3779b9U ^ static_cast<uint32_t>(seed));
+  const uint32_t b = mix32(a ^ (static_cast<uint32_t>(row >> 32) + static_cast<uint32_t>(seed >> 32) * 0x85ebca6bU));
+  return {b, mix32(b ^ 0x68e31da4U)};
+}
+
+// The N(0,1) sample at column `col` of the row with key `key`.
+RATE_RNN_HD float standard_normal(RowKey key, uint32_t col) {
+  const uint32_t h = mix32((col >> 1) * 0x9e3779b9U ^ key.k0);
+  const uint32_t h2 = mix32(h ^ key.k1);
   // u1 in (0, 1] from 31 bits (signed int -> float converts in SIMD); u2 in [0, 1) from 24 bits.
   const float u1 = (static_cast<float>(static_cast<int32_t>(h >> 1)) + 0.5f) * (1.0f / 2147483648.0f);
   const float u2 = static_cast<float>(static_cast<int32_t>(h2 >> 8)) * (1.0f / 16777216.0f);
   const float radius = sqrtf(-2.0f * log_unit(u1));
-  // Odd elements take the sine half: sin(2πu) = cos(2π(u - 1/4)).
-  return radius * cos_turns(u2 - 0.25f * static_cast<float>(i & 1));
+  // Odd columns take the sine half: sin(2πu) = cos(2π(u - 1/4)).
+  return radius * cos_turns(u2 - 0.25f * static_cast<float>(col & 1U));
 }
+
+#if !defined(__CUDACC__)
+// row[c] += std * xi(key, c) for c < n_cols: one row of a stream (CPU; the loop vectorises).
+template <typename scalar_t>
+inline void add_to_row(scalar_t* __restrict row, int64_t n_cols, RowKey key, float std) {
+  for (int64_t c = 0; c < n_cols; ++c) {
+    row[c] += static_cast<scalar_t>(std * standard_normal(key, static_cast<uint32_t>(c)));
+  }
+}
+#endif
 
 }  // namespace noise
 }  // namespace rate_rnn

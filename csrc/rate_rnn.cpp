@@ -74,18 +74,20 @@ void check_backward_args(const at::Tensor& grad_H, const at::Tensor& H, const at
 
 namespace {
 
-// self += std * xi, xi[i] = noise::standard_normal(seed, i) over the flat (contiguous) index i.
+// self += std * xi with xi the stream `seed` over self viewed as (numel / size(-1), size(-1)).
 void add_standard_normal_cpu(at::Tensor& self, double std, int64_t seed) {
   TORCH_CHECK_TYPE(self.scalar_type() == at::kFloat || self.scalar_type() == at::kDouble,
                    "rate_rnn.add_normal_: self must be float32 or float64, got ", self.scalar_type());
   TORCH_CHECK(self.is_contiguous(), "rate_rnn.add_normal_: self must be contiguous");
+  if (self.numel() == 0) return;
+  const int64_t cols = self.dim() == 0 ? 1 : self.size(-1);
+  const int64_t rows = self.numel() / cols;
   const uint64_t key = static_cast<uint64_t>(seed);
   AT_DISPATCH_FLOATING_TYPES(self.scalar_type(), "add_normal_", [&] {
     scalar_t* data = self.data_ptr<scalar_t>();
-    const float s = static_cast<float>(std);
-    at::parallel_for(0, self.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        data[i] += static_cast<scalar_t>(s * noise::standard_normal(key, static_cast<uint64_t>(i)));
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / cols), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        noise::add_to_row(data + r * cols, cols, noise::row_key(key, static_cast<uint64_t>(r)), static_cast<float>(std));
       }
     });
   });

@@ -5,7 +5,8 @@
 //   r_t = f(z_t)
 //   h_t = d * h_{t-1} + (1 - d) * r_t                       (d broadcast over rows)
 // U_t = x_t W_ih^T + b is computed by the caller as one large GEMM (autograd handles W_ih, b and x through it).
-// xi_t[b, n] = noise::standard_normal(seed, (t-1)*B*N + b*N + n) (see noise.h): drawn inside the op, forward only
+// xi_t[b, n] = element (row (t-1)*B + b, column n) of the noise stream `seed` (noise.h): drawn inside the op,
+// forward only
 // (additive noise has no gradient of its own; the backward reads the saved r_t).
 // With `lengths`, row b updates only for t <= lengths[b]; afterwards h stays frozen, r_t is stored as 0 and
 // every gradient through those steps is zero except the identity carry of h.

@@ -53,6 +53,52 @@ void dispatch_activation(Activation a, F&& body) {
 // Rows per parallel chunk: about 16k elements, so a B=64, N=256 step splits over two cores.
 int64_t row_grain(int64_t N) { return std::max<int64_t>(1, (1 << 13) / std::max<int64_t>(N, 1)); }
 
+// One row of a forward step. z holds U_t + h_{t-1} W_hh^T on entry and r_t on exit.
+template <Activation A, typename scalar_t>
+void forward_row(const scalar_t* __restrict hp, scalar_t* __restrict z, scalar_t* __restrict h,
+                 const scalar_t* __restrict d, const scalar_t* __restrict one_minus_d, int64_t N, bool frozen,
+                 float noise_std, noise::RowKey key) {
+  if (frozen) {  // row finished: h frozen, r unused
+    for (int64_t n = 0; n < N; ++n) {
+      z[n] = scalar_t(0);
+      h[n] = hp[n];
+    }
+    return;
+  }
+  if (noise_std != 0.f) noise::add_to_row(z, N, key, noise_std);
+  for (int64_t n = 0; n < N; ++n) {
+    const scalar_t r = activate<A>(z[n]);
+    z[n] = r;
+    h[n] = d[n] * hp[n] + one_minus_d[n] * r;
+  }
+}
+
+// One row of a backward step: Delta_t = Lambda_t (1-d) f'(r_t); Lambda_{t-1} (before the GEMM) = G_{t-1} + d Lambda_t;
+// dd += Lambda_t (h_{t-1} - r_t). Frozen rows: Delta 0 and the adjoint carried through unchanged.
+template <Activation A, typename scalar_t>
+void backward_row(const scalar_t* __restrict lam, const scalar_t* __restrict g_prev, const scalar_t* __restrict hp,
+                  const scalar_t* __restrict r, scalar_t* __restrict delta, scalar_t* __restrict lam_prev,
+                  const scalar_t* __restrict d, const scalar_t* __restrict one_minus_d, int64_t N, bool frozen,
+                  double* __restrict dd) {
+  if (frozen) {
+    for (int64_t n = 0; n < N; ++n) {
+      delta[n] = scalar_t(0);
+      lam_prev[n] = lam[n];
+    }
+  } else {
+    for (int64_t n = 0; n < N; ++n) {
+      delta[n] = lam[n] * one_minus_d[n] * derivative_from_rate<A>(r[n]);
+      lam_prev[n] = d[n] * lam[n];
+    }
+    if (dd != nullptr) {
+      for (int64_t n = 0; n < N; ++n) dd[n] += static_cast<double>(lam[n] * (hp[n] - r[n]));
+    }
+  }
+  if (g_prev != nullptr) {
+    for (int64_t n = 0; n < N; ++n) lam_prev[n] += g_prev[n];
+  }
+}
+
 template <typename scalar_t>
 ScanParams<scalar_t> make_params(const at::Tensor& ref, const at::Tensor& W_hh, const at::Tensor& h0,
                                  const at::Tensor& decay, int64_t activation,
@@ -116,27 +162,9 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Te
         scalar_t* ht = Hd + t * BN;
         at::parallel_for(0, p.B, row_grain(p.N), [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
-            const scalar_t* hp_b = hp + b * p.N;
-            scalar_t* r_b = rt + b * p.N;
-            scalar_t* h_b = ht + b * p.N;
-            if (p.lengths != nullptr && t >= p.lengths[b]) {  // row finished: h frozen, r unused
-              for (int64_t n = 0; n < p.N; ++n) {
-                r_b[n] = scalar_t(0);
-                h_b[n] = hp_b[n];
-              }
-              continue;
-            }
-            if (noise_scale != 0.f) {
-              const uint64_t base = static_cast<uint64_t>((t * p.B + b) * p.N);
-              for (int64_t n = 0; n < p.N; ++n) {
-                r_b[n] += static_cast<scalar_t>(noise_scale * noise::standard_normal(key, base + n));
-              }
-            }
-            for (int64_t n = 0; n < p.N; ++n) {
-              const scalar_t r = activate<A>(r_b[n]);
-              r_b[n] = r;
-              h_b[n] = d[n] * hp_b[n] + one_minus_d[n] * r;
-            }
+            forward_row<A>(hp + b * p.N, rt + b * p.N, ht + b * p.N, d.data(), one_minus_d.data(), p.N,
+                           p.lengths != nullptr && t >= p.lengths[b], noise_scale,
+                           noise::row_key(key, static_cast<uint64_t>(t * p.B + b)));
           }
         });
       }
@@ -181,24 +209,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
         // Fixed row chunks (independent of the thread count) keep the d(decay) sums deterministic.
         at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
           for (int64_t c = c0; c < c1; ++c) {
-          double* dd = need_ddecay ? dd_partial.data() + c * N : nullptr;
-          for (int64_t b = c * grain; b < std::min(B, (c + 1) * grain); ++b) {
-            const int64_t o = b * N;
-            const bool frozen = p.lengths != nullptr && t >= p.lengths[b];
-            for (int64_t n = 0; n < N; ++n) {
-              const scalar_t lam_t = L[o + n];
-              const scalar_t g = g_prev ? g_prev[o + n] : scalar_t(0);
-              if (frozen) {  // h_t = h_{t-1}: the adjoint passes through unchanged
-                delta[o + n] = scalar_t(0);
-                Ln[o + n] = g + lam_t;
-                continue;
-              }
-              const scalar_t r = rt[o + n];
-              delta[o + n] = lam_t * one_minus_d[n] * derivative_from_rate<A>(r);
-              Ln[o + n] = g + d[n] * lam_t;
-              if (dd) dd[n] += static_cast<double>(lam_t * (hp[o + n] - r));
+            double* dd = need_ddecay ? dd_partial.data() + c * N : nullptr;
+            for (int64_t b = c * grain; b < std::min(B, (c + 1) * grain); ++b) {
+              const int64_t o = b * N;
+              backward_row<A>(L + o, g_prev ? g_prev + o : nullptr, hp + o, rt + o, delta + o, Ln + o, d.data(),
+                              one_minus_d.data(), N, p.lengths != nullptr && t >= p.lengths[b], dd);
             }
-          }
           }
         });
         lam_next.addmm_(dU[t], W_hh);  // Lambda_{t-1} += Delta_t W_hh

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-_CSRC = Path(__file__).resolve().parent.parent / "csrc"
-CPU_SOURCES = ("rate_rnn.cpp", "rate_rnn_cpu.cpp")
-CXX_FLAGS = ["-O3", "-std=c++17", "-fno-math-errno"]
+from ._build_config import CPU_SOURCES, CXX_FLAGS, LINK_FLAGS
+
+_ROOT = Path(__file__).resolve().parent.parent
 
 _state: dict = {}
 
@@ -17,7 +17,7 @@ _state: dict = {}
 def _jit_build() -> None:
     from torch.utils import cpp_extension
 
-    sources = [str(_CSRC / s) for s in CPU_SOURCES]
+    sources = [str(_ROOT / s) for s in CPU_SOURCES]
     missing = [s for s in sources if not os.path.exists(s)]
     if missing:
         raise ImportError(f"no compiled rate_rnn._C and no sources to build it from (missing {missing})")
@@ -26,6 +26,7 @@ def _jit_build() -> None:
         name="rate_rnn_jit_C",
         sources=sources,
         extra_cflags=CXX_FLAGS,
+        extra_ldflags=LINK_FLAGS,
         is_python_module=False,
         verbose=False,
     )

@@ -121,12 +121,11 @@ def draw_seed() -> int:
 
 def noise_tensor(shape, std: float, seed: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """``std`` times the noise stream ``seed`` laid out in ``shape``: exactly what the fused op adds to z."""
-    n = math.prod(shape)
     if _register_python_side():
-        out = torch.zeros(n, dtype=dtype, device="cpu")
+        out = torch.zeros(tuple(shape), dtype=dtype, device="cpu")
         torch.ops.rate_rnn.add_normal_(out, float(std), int(seed))
-        return out.reshape(shape).to(device)
-    return (std * standard_normal_ref(seed, n, device=device)).to(dtype).reshape(shape)
+        return out.to(device)
+    return (std * standard_normal_ref(seed, shape, device=device)).to(dtype)
 
 
 def scan(U, W_hh, h0, decay, activation: str = "relu", lengths=None, noise_std: float = 0.0, seed=None,

@@ -41,21 +41,25 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def standard_normal_ref(seed: int, numel: int, device=None) -> torch.Tensor:
-    """Elements ``0..numel-1`` of the noise stream ``seed`` (float64), as ``noise::standard_normal`` defines it."""
+def standard_normal_ref(seed: int, shape, device=None) -> torch.Tensor:
+    """The noise stream ``seed`` laid out in ``shape`` (float64), as ``noise::standard_normal`` defines it:
+    the tensor viewed as (numel / shape[-1], shape[-1]) rows and columns."""
+    shape = tuple(shape)
     seed &= (1 << 64) - 1
-    k0, k1 = seed & _M32, seed >> 32
-    i = torch.arange(numel, dtype=torch.int64, device=device)
-    pair = i >> 1
-    h = _mix32(((pair & _M32) * 0x9E3779B9 & _M32) ^ k0)
-    h = _mix32(h ^ (((pair >> 32) + k1 * 0x85EBCA6B) & _M32))
-    h2 = _mix32(h ^ 0x68E31DA4)
-    u1 = ((h >> 1).double() + 0.5) / 2.0**31
+    cols = shape[-1] if shape else 1
+    rows = math.prod(shape) // cols if cols else 0
+    row = torch.arange(rows, dtype=torch.int64, device=device).unsqueeze(1)
+    col = torch.arange(cols, dtype=torch.int64, device=device).unsqueeze(0)
+    a = _mix32((((row & _M32) * 0x9E3779B9) & _M32) ^ (seed & _M32))
+    b = _mix32(a ^ (((row >> 32) + (seed >> 32) * 0x85EBCA6B) & _M32))
+    k0, k1 = b, _mix32(b ^ 0x68E31DA4)
+    h = _mix32((((col >> 1) * 0x9E3779B9) & _M32) ^ k0)
+    h2 = _mix32(h ^ k1)
+    # The kernel rounds u1 to float32 before its log; do the same so both draw the same radius.
+    u1 = (((h >> 1).double() + 0.5) / 2.0**31).float().double()
     u2 = (h2 >> 8).double() / 2.0**24
-    # The kernel rounds u1 to float32 before the log; do the same so both draw the same radius.
-    u1 = u1.float().double()
-    phase = u2 - 0.25 * (i & 1).double()
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * phase)
+    phase = u2 - 0.25 * (col & 1).double()
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * phase)).reshape(shape)
 
 
 def scan_reference(U, W_hh, h0, decay, activation="relu", lengths=None, noise=None):

@@ -958,10 +958,16 @@ def _cost_mask(go_on, T, B, n_out, dt, lsq):
 
 
 def _add_input_noise(x, std, rng):
-    """In place: x += N(0, std^2) (float32), i.i.d. over every element."""
-    noise = rng.standard_normal(x.shape, dtype=np.float32)
-    noise *= np.float32(std)
-    x += noise
+    """In place: x += N(0, std^2) (float32), i.i.d. over every element.
+
+    The normals come from rate_rnn's counter-based stream (about 10x faster than numpy's generator here), keyed
+    by one 63-bit draw from ``rng``: still a pure function of the seeded generator.
+    """
+    import torch
+
+    from rate_rnn.ops import add_normal_
+
+    add_normal_(torch.from_numpy(x), float(std), int(rng.integers(0, 2**63 - 1)))
     return x
 
 

@@ -119,13 +119,21 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**62, (1,), dtype=torch.int64).item())
 
 
+def add_normal_(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
+    """In place ``x += std * xi`` with xi the noise stream ``seed`` over x viewed as (numel/x.shape[-1], x.shape[-1])
+    (float32/float64, contiguous); the compiled generator, or its pure-PyTorch twin without the extension."""
+    if not x.is_contiguous():
+        raise ValueError("add_normal_: x must be contiguous")
+    if _register_python_side() and _extension.kernels().get(x.device.type, False):
+        torch.ops.rate_rnn.add_normal_(x, float(std), int(seed))
+    else:
+        x += (std * standard_normal_ref(seed, x.shape, device=x.device)).to(x.dtype)
+    return x
+
+
 def noise_tensor(shape, std: float, seed: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """``std`` times the noise stream ``seed`` laid out in ``shape``: exactly what the fused op adds to z."""
-    if _register_python_side():
-        out = torch.zeros(tuple(shape), dtype=dtype, device="cpu")
-        torch.ops.rate_rnn.add_normal_(out, float(std), int(seed))
-        return out.to(device)
-    return (std * standard_normal_ref(seed, shape, device=device)).to(dtype)
+    return add_normal_(torch.zeros(tuple(shape), dtype=dtype, device=device), std, seed)
 
 
 def scan(U, W_hh, h0, decay, activation: str = "relu", lengths=None, noise_std: float = 0.0, seed=None,

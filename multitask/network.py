@@ -100,7 +100,9 @@ class Model(nn.Module):
                 cell.weight_hh.copy_(torch.from_numpy(w_rec.T))
                 if cell.bias is not None:
                     cell.bias.zero_()
-        nn.init.xavier_uniform_(self.readout.weight)  # TF glorot_uniform
+        with torch.random.fork_rng(devices=[]):  # seeded like the rest, without touching the caller's generator
+            torch.manual_seed(hp.get("seed", 0))
+            nn.init.xavier_uniform_(self.readout.weight)  # TF glorot_uniform
         nn.init.zeros_(self.readout.bias)
 
     @property

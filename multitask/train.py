@@ -226,8 +226,10 @@ def train(run_model, optimizer, hp, log, *, progress=True, max_seconds=None):
         run_model._anchor = (state["anchor"], state["anchor_masks"]) if state["anchor"] else None
         step = resumed_eval_step = state["step"]
         elapsed_before = log["times"][-1] if log["times"] else 0.0
-    elif hp["l2_weight_init"] or hp["p_weight_train"] is not None:
-        run_model.set_anchor()
+    else:
+        torch.manual_seed(hp["seed"])  # recurrent-noise seeds come from torch's generator (as tf.set_random_seed)
+        if hp["l2_weight_init"] or hp["p_weight_train"] is not None:
+            run_model.set_anchor()
     batch = hp["batch_size_train"]
     display = hp["display_step"]
     last_step = int(hp["max_steps"] // batch)

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -50,12 +51,10 @@ void dispatch_activation(Activation a, F&& body) {
   TORCH_CHECK(false, "rate_rnn: unknown activation code ", static_cast<int64_t>(a));
 }
 
-// Rows per parallel chunk: about 16k elements, so a B=64, N=256 step splits over two cores.
-int64_t row_grain(int64_t N) { return std::max<int64_t>(1, (1 << 13) / std::max<int64_t>(N, 1)); }
-
-// One row of a forward step. z holds U_t + h_{t-1} W_hh^T on entry and r_t on exit.
+// One row of a forward step. z holds h_{t-1} W_hh^T on entry and r_t = f(z + u + noise) on exit.
 template <Activation A, typename scalar_t>
-void forward_row(const scalar_t* __restrict hp, scalar_t* __restrict z, scalar_t* __restrict h,
+void forward_row(const scalar_t* __restrict hp, const scalar_t* __restrict u, scalar_t* __restrict z,
+                 scalar_t* __restrict h,
                  const scalar_t* __restrict d, const scalar_t* __restrict one_minus_d, int64_t N, bool frozen,
                  float noise_std, noise::RowKey key) {
   if (frozen) {  // row finished: h frozen, r unused
@@ -67,7 +66,7 @@ void forward_row(const scalar_t* __restrict hp, scalar_t* __restrict z, scalar_t
   }
   if (noise_std != 0.f) noise::add_to_row(z, N, key, noise_std);
   for (int64_t n = 0; n < N; ++n) {
-    const scalar_t r = activate<A>(z[n]);
+    const scalar_t r = activate<A>(z[n] + u[n]);
     z[n] = r;
     h[n] = d[n] * hp[n] + one_minus_d[n] * r;
   }
@@ -134,6 +133,18 @@ void check_lengths_range(const c10::optional<at::Tensor>& lengths, int64_t T) {
                     hi, "]");
 }
 
+// Rows are independent, so the batch is cut into one shard per thread and each shard runs the WHOLE time loop on
+// its own (single-threaded GEMMs, no per-step fork/join). Shards are contiguous row ranges of about equal size.
+struct Shards {
+  int64_t count, B;
+  explicit Shards(int64_t B_) : B(B_) {
+    // At least 8 rows per shard: smaller GEMMs lose more to packing than threads gain.
+    count = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B_ / 8));
+  }
+  int64_t begin(int64_t s) const { return s * B / count; }
+  int64_t end(int64_t s) const { return (s + 1) * B / count; }
+};
+
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Tensor& W_hh, const at::Tensor& h0,
                                                const at::Tensor& decay, int64_t activation,
                                                const c10::optional<at::Tensor>& lengths, double noise_std,
@@ -151,23 +162,28 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Te
     const uint64_t key = static_cast<uint64_t>(seed);
     scalar_t* Hd = H.data_ptr<scalar_t>();
     scalar_t* Rd = R.data_ptr<scalar_t>();
+    const scalar_t* Ud = U.data_ptr<scalar_t>();
+    const Shards shards(p.B);
+    const at::ThreadLocalState tls;  // workers must see the caller's dispatch state (below autograd, grad mode)
     dispatch_activation(p.activation, [&](auto act) {
       constexpr Activation A = decltype(act)::value;
-      for (int64_t t = 0; t < p.T; ++t) {
-        const at::Tensor h_prev = t == 0 ? h0 : H[t - 1];
-        at::Tensor z = R[t];
-        at::addmm_out(z, U[t], h_prev, W_t);  // z_t = U_t + h_{t-1} W_hh^T, written where r_t will live
-        const scalar_t* hp = t == 0 ? p.h0 : Hd + (t - 1) * BN;
-        scalar_t* rt = Rd + t * BN;
-        scalar_t* ht = Hd + t * BN;
-        at::parallel_for(0, p.B, row_grain(p.N), [&](int64_t b0, int64_t b1) {
-          for (int64_t b = b0; b < b1; ++b) {
-            forward_row<A>(hp + b * p.N, rt + b * p.N, ht + b * p.N, d.data(), one_minus_d.data(), p.N,
-                           p.lengths != nullptr && t >= p.lengths[b], noise_scale,
-                           noise::row_key(key, static_cast<uint64_t>(t * p.B + b)));
+      at::parallel_for(0, shards.count, 1, [&](int64_t s0, int64_t s1) {
+        at::ThreadLocalStateGuard tls_guard(tls);
+        for (int64_t s = s0; s < s1; ++s) {
+          const int64_t b0 = shards.begin(s), nb = shards.end(s) - b0;
+          for (int64_t t = 0; t < p.T; ++t) {
+            at::Tensor z = R[t].narrow(0, b0, nb);
+            at::mm_out(z, (t == 0 ? h0 : H[t - 1]).narrow(0, b0, nb), W_t);  // h_{t-1} W_hh^T, where r_t will live
+            const scalar_t* hp = t == 0 ? p.h0 : Hd + (t - 1) * BN;
+            for (int64_t b = b0; b < b0 + nb; ++b) {
+              const int64_t o = t * BN + b * p.N;
+              forward_row<A>(hp + b * p.N, Ud + o, Rd + o, Hd + o, d.data(), one_minus_d.data(), p.N,
+                             p.lengths != nullptr && t >= p.lengths[b], noise_scale,
+                             noise::row_key(key, static_cast<uint64_t>(t * p.B + b)));
+            }
           }
-        });
-      }
+        }
+      });
     });
   });
   return {H, R};
@@ -183,6 +199,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   at::Tensor dU = at::empty_like(grad_H);
   at::Tensor lam = at::empty_like(h0), lam_next = at::empty_like(h0);
   at::Tensor ddecay = at::zeros_like(decay);
+  const Shards shards(B);
+  const at::ThreadLocalState tls;  // workers must see the caller's dispatch state (below autograd, grad mode)
   AT_DISPATCH_FLOATING_TYPES(grad_H.scalar_type(), "rate_rnn_backward_cpu", [&] {
     const auto p = make_params<scalar_t>(grad_H, W_hh, h0, decay, activation, lengths);
     std::vector<scalar_t> d, one_minus_d;
@@ -192,43 +210,41 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const scalar_t* Hd = H.data_ptr<scalar_t>();
     const scalar_t* Rd = R.data_ptr<scalar_t>();
     scalar_t* dUd = dU.data_ptr<scalar_t>();
-    // d(decay) partial sums per row chunk, reduced in a fixed order afterwards (deterministic).
-    const int64_t grain = row_grain(N);
-    const int64_t n_chunks = (B + grain - 1) / grain;
-    std::vector<double> dd_partial(need_ddecay ? n_chunks * N : 0, 0.0);
+    // d(decay) partial sums per shard, reduced in shard order afterwards (deterministic for a thread count).
+    std::vector<double> dd_partial(need_ddecay ? shards.count * N : 0, 0.0);
     std::copy(G + (T - 1) * BN, G + T * BN, lam.data_ptr<scalar_t>());  // Lambda_T = G_T
     dispatch_activation(p.activation, [&](auto act) {
       constexpr Activation A = decltype(act)::value;
-      for (int64_t t = T - 1; t >= 0; --t) {
-        const scalar_t* L = lam.data_ptr<scalar_t>();
-        scalar_t* Ln = lam_next.data_ptr<scalar_t>();
-        const scalar_t* hp = t == 0 ? p.h0 : Hd + (t - 1) * BN;
-        const scalar_t* rt = Rd + t * BN;
-        const scalar_t* g_prev = t == 0 ? nullptr : G + (t - 1) * BN;
-        scalar_t* delta = dUd + t * BN;
-        // Fixed row chunks (independent of the thread count) keep the d(decay) sums deterministic.
-        at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-          for (int64_t c = c0; c < c1; ++c) {
-            double* dd = need_ddecay ? dd_partial.data() + c * N : nullptr;
-            for (int64_t b = c * grain; b < std::min(B, (c + 1) * grain); ++b) {
-              const int64_t o = b * N;
-              backward_row<A>(L + o, g_prev ? g_prev + o : nullptr, hp + o, rt + o, delta + o, Ln + o, d.data(),
-                              one_minus_d.data(), N, p.lengths != nullptr && t >= p.lengths[b], dd);
+      at::parallel_for(0, shards.count, 1, [&](int64_t s0, int64_t s1) {
+        at::ThreadLocalStateGuard tls_guard(tls);
+        for (int64_t s = s0; s < s1; ++s) {
+          const int64_t b0 = shards.begin(s), nb = shards.end(s) - b0;
+          at::Tensor cur = lam.narrow(0, b0, nb), next = lam_next.narrow(0, b0, nb);
+          double* dd = need_ddecay ? dd_partial.data() + s * N : nullptr;
+          for (int64_t t = T - 1; t >= 0; --t) {
+            const scalar_t* L = cur.data_ptr<scalar_t>();
+            scalar_t* Ln = next.data_ptr<scalar_t>();
+            for (int64_t b = b0; b < b0 + nb; ++b) {
+              const int64_t o = b * N, rel = (b - b0) * N;
+              backward_row<A>(L + rel, t == 0 ? nullptr : G + (t - 1) * BN + o,
+                              (t == 0 ? p.h0 : Hd + (t - 1) * BN) + o, Rd + t * BN + o, dUd + t * BN + o, Ln + rel,
+                              d.data(), one_minus_d.data(), N, p.lengths != nullptr && t >= p.lengths[b], dd);
             }
+            next.addmm_(dU[t].narrow(0, b0, nb), W_hh);  // Lambda_{t-1} += Delta_t W_hh
+            std::swap(cur, next);
           }
-        });
-        lam_next.addmm_(dU[t], W_hh);  // Lambda_{t-1} += Delta_t W_hh
-        std::swap(lam, lam_next);
-      }
+        }
+      });
     });
+    if (T % 2 == 1) std::swap(lam, lam_next);  // after T swaps per shard, Lambda_0 sits in lam_next when T is odd
     if (need_ddecay) {
       scalar_t* out = ddecay.data_ptr<scalar_t>();
       double total = 0.0;
       for (int64_t n = 0; n < N; ++n) {
-        double s = 0.0;
-        for (int64_t c = 0; c < n_chunks; ++c) s += dd_partial[c * N + n];
-        if (p.per_unit_decay) out[n] = static_cast<scalar_t>(s);
-        total += s;
+        double sum = 0.0;
+        for (int64_t s = 0; s < shards.count; ++s) sum += dd_partial[s * N + n];
+        if (p.per_unit_decay) out[n] = static_cast<scalar_t>(sum);
+        total += sum;
       }
       if (!p.per_unit_decay) out[0] = static_cast<scalar_t>(total);
     }

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from ._build_config import CPU_SOURCES, CXX_FLAGS, LINK_FLAGS
+from ._build_config import CPU_SOURCES, CXX_FLAGS, LINK_FLAGS, NVCC_FLAGS, SHARED_SOURCES, cublas_link
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,67 @@ def load() -> tuple[bool, str]:
             except Exception as err:  # compiler missing, headers missing, ...
                 loaded, how = False, f"rate_rnn._C is not built ({first}) and the JIT build failed: {err}"
     _state.update(loaded=loaded, how=how)
+    if loaded:
+        _state["cuda_how"] = _load_cuda()
     return loaded, how
+
+
+# ---- CUDA kernels (rate_rnn._C_cuda: TORCH_LIBRARY_IMPL(rate_rnn, CUDA) for the op that _C defines) ----------
+
+
+def _jit_build_cuda() -> None:
+    from torch.utils import cpp_extension
+
+    if cpp_extension.CUDA_HOME is None or shutil.which("nvcc") is None:
+        raise ImportError("no CUDA compiler (nvcc) to build the CUDA kernels with")
+    sources = sorted(str(p) for p in (_ROOT / "csrc" / "cuda").glob("*.cu")) + [str(_ROOT / s) for s in SHARED_SOURCES]
+    if len(sources) == len(SHARED_SOURCES):
+        raise ImportError("no CUDA sources (csrc/cuda/*.cu) to build the CUDA kernels from")
+    include, lib_dirs, libs = cublas_link()
+    print("rate_rnn: building the CUDA kernels (first use only; a few minutes)...", file=sys.stderr)
+    cpp_extension.load(
+        name="rate_rnn_jit_C_cuda",
+        sources=sources,
+        extra_cflags=CXX_FLAGS,
+        extra_cuda_cflags=NVCC_FLAGS,
+        extra_include_paths=include,
+        extra_ldflags=[f"-L{d}" for d in lib_dirs] + [f"-l{lib}" for lib in libs] + LINK_FLAGS,
+        with_cuda=True,
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def _load_cuda() -> str:
+    """Register the CUDA kernels where a GPU is usable: the module built by setup.py, else a JIT build (which
+    needs nvcc and ninja). Returns how they were loaded, or why not (cuda_status says which)."""
+    if not torch.cuda.is_available():
+        _state["cuda_loaded"] = False
+        return "no CUDA device (torch.cuda.is_available() is False)"
+    _state["cuda_loaded"] = True
+    try:
+        from . import _C_cuda  # noqa: F401  (importing registers the CUDA kernels)
+
+        return f"compiled extension {Path(_C_cuda.__file__).name}"
+    except ImportError as first:
+        if os.environ.get("RATE_RNN_NO_JIT", "0") == "1":
+            why = f"rate_rnn._C_cuda is not built ({first}) and RATE_RNN_NO_JIT=1 forbids a JIT build"
+        else:
+            try:
+                _jit_build_cuda()
+                return "JIT-built CUDA extension (torch.utils.cpp_extension.load)"
+            except Exception as err:  # nvcc, ninja or cuBLAS missing, compile error, ...
+                why = f"rate_rnn._C_cuda is not built ({first}) and the JIT build failed: {err}"
+    _state["cuda_loaded"] = False
+    return why
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(whether the CUDA kernels are loaded, how or why not); loads the library first."""
+    loaded, how = load()
+    if not loaded:
+        return False, how
+    return _state["cuda_loaded"], _state["cuda_how"]
 
 
 def kernels() -> dict:

@@ -46,6 +46,8 @@ def fused_unavailable_reason(device_type: str) -> str | None:
     if not loaded:
         return how
     if not _extension.kernels().get(device_type, False):
+        if device_type == "cuda" and not _extension.cuda_status()[0]:
+            return f"the compiled op has no cuda kernel: {_extension.cuda_status()[1]}"
         return f"the compiled op has no {device_type} kernel in this build"
     return None
 

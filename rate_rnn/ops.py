@@ -38,6 +38,7 @@ def _register_python_side() -> bool:
         H, R = output
         ctx.activation = activation
         ctx.mark_non_differentiable(R)
+        ctx.set_materialize_grads(False)  # no (T, B, N) zeros for R's gradient
         ctx.save_for_backward(H, R, h0, W_hh, decay, lengths)
 
     def _backward(ctx, grad_H, grad_R):

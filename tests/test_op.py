@@ -89,6 +89,23 @@ def test_fp32_matches_float64_reference(activation, per_unit, with_lengths):
         assert err <= bound, f"{activation} {name}: fused error {err:.3g} > bound {bound:.3g}"
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batch_shards_across_threads_match_reference(threads):
+    """B=37 rows split over threads (uneven shards), per-unit learnable decay, lengths, float64: exact to 1e-12."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        T, B, N = 30, 37, 16
+        base = make_inputs(T, B, N, per_unit=True, seed=11)
+        lengths = torch.randint(0, T + 1, (B,), generator=torch.Generator().manual_seed(2))
+        exact = run_with_grads(reference, *cast(base, torch.float64), "softplus", lengths)
+        got = run_with_grads(fused, *cast(base, torch.float64), "softplus", lengths)
+        for name, e, f in zip(NAMES, exact, got):
+            assert rel_err(f, e) < 1e-12, name
+    finally:
+        torch.set_num_threads(saved)
+
+
 @pytest.mark.parametrize("activation", ["relu", "softplus", "tanh"])
 def test_long_sequence_relative_error(activation):
     """T = 1000: fp32 fused output and gradients within 1e-5 relative of the float64 reference."""

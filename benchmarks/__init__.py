@@ -1,0 +1,1 @@
+"""Measured comparisons: ``python -m benchmarks {op,training,tasks,reproduce} ...`` (see each module's doc)."""

@@ -1,0 +1,83 @@
+"""Shared by the benchmarks: timing (medians of repeats), machine description, tables and JSON results."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def median_ms(fn, repeats: int = 7, warmup: int = 2, inner: int = 1) -> float:
+    """Median over ``repeats`` runs of the mean wall time (ms) of ``inner`` calls of ``fn``."""
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        runs.append((time.perf_counter() - t0) / inner * 1e3)
+    return statistics.median(runs)
+
+
+def machine() -> dict:
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def gemm_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """This machine's measured fp32 GEMM rate (GFLOP/s) at n x n x n: the roofline the op is compared with."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ms = median_ms(lambda: a @ b, repeats=repeats)
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def write_result(name: str, payload: dict, out_dir=None) -> Path:
+    """Atomically write ``payload`` (with the machine description) to <out_dir or results>/<name>.json."""
+    out = Path(out_dir) if out_dir else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    data = {"machine": machine(), **payload}
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """Plain-text table; columns are (key, header, format)."""
+    head = "  ".join(f"{h:>{max(len(h), 9)}}" for _, h, _ in columns)
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        cells = []
+        for key, h, fmt in columns:
+            v = row.get(key)
+            cells.append(f"{(format(v, fmt) if v is not None else '-'):>{max(len(h), 9)}}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)

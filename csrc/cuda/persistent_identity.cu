@@ -1,0 +1,8 @@
+// Path (ii) kernels for f = identity (one file per activation so nvcc builds them in parallel).
+#include "persistent.cuh"
+
+namespace rate_rnn {
+namespace cuda {
+RATE_RNN_PERSISTENT_INSTANTIATE(Activation::Identity)
+}  // namespace cuda
+}  // namespace rate_rnn

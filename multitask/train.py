@@ -278,3 +278,71 @@ def _progress_bar(enabled, total, initial):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, smoothing=0.05)
+
+
+def train_sequential(model_dir, rule_trains, hp=None, max_steps=1e7, display_step=500, ruleset="all", seed=0,
+                     RNNLayer=None, device=None, progress=True):
+    """Continual learning (spec §3.2): rule groups trained one after another, with intelligent synapses.
+
+    Group k trains for ``len(group) * max_steps`` trials with uniform rule choice and stops early when its
+    perf_avg > target_perf. With hp['c_intsyn'] = c > 0 (Zenke et al. 2017): every update accumulates
+    omega -= delta_theta * g (g = gradient of the task cost at the pre-step parameters); at a group boundary
+    Omega <- relu(Omega + omega / (Delta^2 + ksi)), Delta = theta - theta_at_previous_boundary, omega <- 0, and the
+    regulariser c * sum Omega (theta - theta_boundary)^2 replaces the others; Adam is rebuilt per group.
+    All rules are evaluated every display_step; the log and checkpoint are written as in train().
+    Returns (run_model, log).
+    """
+    groups = [list(g) for g in rule_trains]
+    hp, log, optimizer = set_hyperparameters(model_dir, hp=hp, max_steps=max_steps, display_step=display_step,
+                                             ruleset=ruleset, rule_trains=groups, seed=seed)
+    run_model = Run_Model(hp, RNNLayer, device=_resolve_device(device))
+    torch.manual_seed(hp["seed"])
+    params = [p for p in run_model.model.parameters() if p.requires_grad]
+    c, ksi = hp["c_intsyn"], hp["ksi_intsyn"]
+    omega = [torch.zeros_like(p) for p in params]
+    big_omega = [torch.zeros_like(p) for p in params]
+    anchor = [p.detach().clone() for p in params]
+    batch, step, t0 = hp["batch_size_train"], 0, time.perf_counter()
+    bar = _progress_bar(progress, total=int(sum(len(g) * max_steps // batch for g in groups)), initial=0)
+    for k, group in enumerate(groups):
+        opt = optimizer(params)
+        group_steps = int(len(group) * max_steps // batch)
+        for i in range(group_steps + 1):
+            if step % display_step == 0:
+                log["trials"].append(step * batch)
+                log["times"].append(time.perf_counter() - t0)
+                do_eval(run_model, hp, log)
+                log.setdefault("group", []).append(k)
+                save_checkpoint(model_dir, run_model, opt, hp, log, step)
+                group_perf = np.mean([log["perf_" + r][-1] for r in group])
+                if group_perf > hp["target_perf"]:
+                    break
+            if i == group_steps:
+                break
+            rule = group[hp["rng"].integers(len(group))]
+            trial = run_model.generate_trials(rule, hp, "random", batch_size=batch)
+            _, _, loss, reg = run_model.run_trial(trial)
+            if c > 0 and k > 0:  # the intelligent-synapse penalty replaces the other regularisers
+                reg = c * sum((O * (p - a) ** 2).sum() for O, p, a in zip(big_omega, params, anchor))
+            opt.zero_grad(set_to_none=True)
+            task_grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            (loss + reg).backward()
+            torch.nn.utils.clip_grad_value_(params, 1.0)
+            before = [p.detach().clone() for p in params]
+            opt.step()
+            with torch.no_grad():
+                for w, g, p, b in zip(omega, task_grads, params, before):
+                    if g is not None:
+                        w -= (p - b) * g
+            step += 1
+            if bar is not None:
+                bar.update(1)
+        if c > 0:  # consolidate at the group boundary
+            with torch.no_grad():
+                for O, w, p, a in zip(big_omega, omega, params, anchor):
+                    O.copy_(torch.relu(O + w / ((p - a) ** 2 + ksi)))
+                    w.zero_()
+                    a.copy_(p)
+    if bar is not None:
+        bar.close()
+    return run_model, log

@@ -260,3 +260,14 @@ def test_cli_train_then_eval(tmp_path, capsys, monkeypatch):
     assert cli(["eval", str(out)]) == 0
     table = capsys.readouterr().out
     assert "Ctx DM 1" in table and "perf_min" in table
+
+
+def test_train_sequential_with_intelligent_synapses(tmp_path):
+    from multitask.train import train_sequential
+
+    run_model, log = train_sequential(tmp_path / "seq", [["fdgo"], ["delaygo"]], ruleset="all",
+                                      hp={**SMALL, "c_intsyn": 1.0, "ksi_intsyn": 0.01}, max_steps=16 * 6,
+                                      display_step=3, progress=False)
+    assert log["group"] == [0, 0, 0, 1, 1, 1]  # evaluations at steps 0, 3, 6 of each group
+    assert len(log["perf_fdgo"]) == 6 and len(log["perf_delaygo"]) == 6
+    assert (tmp_path / "seq" / "checkpoint.pt").exists()

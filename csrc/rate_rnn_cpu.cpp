@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 namespace rate_rnn {
@@ -140,6 +141,7 @@ struct Shards {
   explicit Shards(int64_t B_) : B(B_) {
     // At least 8 rows per shard: smaller GEMMs lose more to packing than threads gain.
     count = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B_ / 8));
+    if (const char* env = std::getenv("RATE_RNN_CPU_SHARDS")) count = std::max<int64_t>(1, std::atoll(env));
   }
   int64_t begin(int64_t s) const { return s * B / count; }
   int64_t end(int64_t s) const { return (s + 1) * B / count; }

@@ -226,6 +226,8 @@ def train(run_model, optimizer, hp, log, *, progress=True, max_seconds=None):
         run_model._anchor = (state["anchor"], state["anchor_masks"]) if state["anchor"] else None
         step = resumed_eval_step = state["step"]
         elapsed_before = log["times"][-1] if log["times"] else 0.0
+        if log["perf_min"] and log["perf_min"][-1] > hp["target_perf"]:
+            return log  # that run had already reached its target
     else:
         torch.manual_seed(hp["seed"])  # recurrent-noise seeds come from torch's generator (as tf.set_random_seed)
         if hp["l2_weight_init"] or hp["p_weight_train"] is not None:
@@ -234,7 +236,7 @@ def train(run_model, optimizer, hp, log, *, progress=True, max_seconds=None):
     display = hp["display_step"]
     last_step = int(hp["max_steps"] // batch)
     rules, probs = hp["rule_trains"], hp["rule_probs"]
-    bar = _progress_bar(progress, total=last_step + 1, initial=step)
+    bar = _progress_bar(progress, total=(last_step + 1) * batch, initial=step * batch)
     t0 = time.perf_counter()
     run_model.train()
     try:
@@ -245,7 +247,8 @@ def train(run_model, optimizer, hp, log, *, progress=True, max_seconds=None):
                 do_eval(run_model, hp, log)
                 save_checkpoint(model_dir, run_model, opt, hp, log, step)
                 if bar is not None:
-                    bar.set_postfix(perf_min=f"{log['perf_min'][-1]:.3f}", perf_avg=f"{log['perf_avg'][-1]:.3f}")
+                    bar.set_postfix(step=step, perf_min=f"{log['perf_min'][-1]:.3f}",
+                                    perf_avg=f"{log['perf_avg'][-1]:.3f}")
                 if log["perf_min"][-1] > hp["target_perf"]:
                     break
                 if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
@@ -265,7 +268,7 @@ def train(run_model, optimizer, hp, log, *, progress=True, max_seconds=None):
             opt.step()
             step += 1
             if bar is not None:
-                bar.update(1)
+                bar.update(batch)
     finally:
         if bar is not None:
             bar.close()
@@ -277,7 +280,7 @@ def _progress_bar(enabled, total, initial):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, smoothing=0.05)
+    return tqdm(total=total, initial=initial, unit="trial", unit_scale=True, dynamic_ncols=True, smoothing=0.05)
 
 
 def train_sequential(model_dir, rule_trains, hp=None, max_steps=1e7, display_step=500, ruleset="all", seed=0,
@@ -303,7 +306,7 @@ def train_sequential(model_dir, rule_trains, hp=None, max_steps=1e7, display_ste
     big_omega = [torch.zeros_like(p) for p in params]
     anchor = [p.detach().clone() for p in params]
     batch, step, t0 = hp["batch_size_train"], 0, time.perf_counter()
-    bar = _progress_bar(progress, total=int(sum(len(g) * max_steps // batch for g in groups)), initial=0)
+    bar = _progress_bar(progress, total=int(sum(len(g) * max_steps for g in groups)), initial=0)
     for k, group in enumerate(groups):
         opt = optimizer(params)
         group_steps = int(len(group) * max_steps // batch)
@@ -336,7 +339,7 @@ def train_sequential(model_dir, rule_trains, hp=None, max_steps=1e7, display_ste
                         w -= (p - b) * g
             step += 1
             if bar is not None:
-                bar.update(1)
+                bar.update(batch)
         if c > 0:  # consolidate at the group boundary
             with torch.no_grad():
                 for O, w, p, a in zip(big_omega, omega, params, anchor):

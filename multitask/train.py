@@ -40,6 +40,9 @@ def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -11,8 +11,8 @@ import shutil
 from setuptools import find_packages, setup
 
 _config = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "rate_rnn", "_build_config.py"))
-CPU_SOURCES, CXX_FLAGS, LINK_FLAGS, NVCC_FLAGS = (_config[k] for k in ("CPU_SOURCES", "CXX_FLAGS", "LINK_FLAGS",
-                                                                      "NVCC_FLAGS"))
+CPU_SOURCES, SHARED_SOURCES, CXX_FLAGS, LINK_FLAGS, NVCC_FLAGS = (
+    _config[k] for k in ("CPU_SOURCES", "SHARED_SOURCES", "CXX_FLAGS", "LINK_FLAGS", "NVCC_FLAGS"))
 
 
 def extensions():
@@ -27,16 +27,13 @@ def extensions():
     if want == "1" and not have_cuda:
         raise RuntimeError("RATE_RNN_CUDA=1 but nvcc, a CUDA build of torch, or csrc/cuda/*.cu is missing")
     if have_cuda and want != "0":
-        include = []
-        try:  # cuBLAS headers of the pip CUDA runtime
-            import nvidia
-
-            include = [p for base in nvidia.__path__ for p in glob.glob(os.path.join(base, "cu*", "include"))]
-        except ImportError:
-            pass
-        exts.append(CUDAExtension("rate_rnn._C_cuda", cuda_sources, include_dirs=include,
-                                  extra_compile_args={"cxx": CXX_FLAGS, "nvcc": NVCC_FLAGS},
-                                  extra_link_args=LINK_FLAGS, libraries=["cublas"]))
+        include, lib_dirs, link = _config["cuda_link"]()  # the pip CUDA wheels' libraries, else the toolkit's
+        ext = CUDAExtension("rate_rnn._C_cuda", cuda_sources + SHARED_SOURCES, include_dirs=include,
+                            library_dirs=lib_dirs, libraries=[link["cublas"]],
+                            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": NVCC_FLAGS}, extra_link_args=LINK_FLAGS)
+        # CUDAExtension adds a plain "cudart", which the pip wheels do not ship under that name.
+        ext.libraries = [link["cudart"] if lib == "cudart" else lib for lib in ext.libraries]
+        exts.append(ext)
     return exts
 
 

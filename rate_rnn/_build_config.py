@@ -28,22 +28,25 @@ NVCC_FLAGS = ["-O3", "-lineinfo", "-Xptxas", "-v",
               "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
 
 
-def cublas_link():
-    """(include dirs, library dirs, libraries) for cuBLAS. Prefers the pip CUDA wheels that a CUDA build of torch
-    loads (nvidia/cu*/ or nvidia/cublas/): they ship only libcublas.so.N, so it is linked by exact name
-    (-l:libcublas.so.N); else plain -lcublas from the CUDA toolkit."""
-    include, lib_dirs, libs = [], [], ["cublas"]
+def cuda_link():
+    """How to link the CUDA libraries the extension calls: (include dirs, library dirs, {name: link name}) for
+    cublas and cudart. Prefers the pip CUDA wheels that a CUDA build of torch loads (nvidia/cu*/lib, or
+    nvidia/cublas/lib and nvidia/cuda_runtime/lib for CUDA 12): they ship only lib<name>.so.N, linked by exact name
+    (-l:lib<name>.so.N). A library not found there is left to the CUDA toolkit (-l<name>)."""
+    include, lib_dirs, link = [], [], {"cublas": "cublas", "cudart": "cudart"}
     try:
         import nvidia
     except ImportError:
-        return include, lib_dirs, libs
+        return include, lib_dirs, link
     roots = [p for base in nvidia.__path__ for p in sorted(glob.glob(os.path.join(base, "cu*")))]
     include = [os.path.join(r, "include") for r in roots if os.path.isdir(os.path.join(r, "include"))]
-    for root in roots:
-        lib = os.path.join(root, "lib")
-        if os.path.exists(os.path.join(lib, "libcublas.so")):
-            return include, [lib], ["cublas"]
-        versioned = sorted(glob.glob(os.path.join(lib, "libcublas.so.[0-9]*")))
-        if versioned:
-            return include, [lib], [":" + os.path.basename(versioned[0])]
-    return include, lib_dirs, libs
+    for name in link:
+        for root in roots:
+            lib = os.path.join(root, "lib")
+            versioned = sorted(glob.glob(os.path.join(lib, f"lib{name}.so.[0-9]*")), key=len)
+            if os.path.exists(os.path.join(lib, f"lib{name}.so")) or versioned:
+                link[name] = name if os.path.exists(os.path.join(lib, f"lib{name}.so")) else \
+                    ":" + os.path.basename(versioned[0])
+                lib_dirs += [lib] if lib not in lib_dirs else []
+                break
+    return include, lib_dirs, link

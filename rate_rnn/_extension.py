@@ -1,4 +1,5 @@
-"""Finding the compiled op: the module built by setup.py, else a cached JIT build from the source tree."""
+"""Finding the compiled op: the modules built by setup.py (rate_rnn._C, and rate_rnn._C_cuda where a GPU is usable),
+else cached JIT builds from the source tree."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ._build_config import CPU_SOURCES, CXX_FLAGS, LINK_FLAGS, NVCC_FLAGS, SHARED_SOURCES, cublas_link
+from ._build_config import CPU_SOURCES, CXX_FLAGS, LINK_FLAGS, NVCC_FLAGS, SHARED_SOURCES, cuda_link
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,18 +66,28 @@ def _jit_build_cuda() -> None:
 
     if cpp_extension.CUDA_HOME is None or shutil.which("nvcc") is None:
         raise ImportError("no CUDA compiler (nvcc) to build the CUDA kernels with")
-    sources = sorted(str(p) for p in (_ROOT / "csrc" / "cuda").glob("*.cu")) + [str(_ROOT / s) for s in SHARED_SOURCES]
-    if len(sources) == len(SHARED_SOURCES):
+    cuda_sources = sorted(str(p) for p in (_ROOT / "csrc" / "cuda").glob("*.cu"))
+    if not cuda_sources:
         raise ImportError("no CUDA sources (csrc/cuda/*.cu) to build the CUDA kernels from")
-    include, lib_dirs, libs = cublas_link()
+    sources = cuda_sources + [str(_ROOT / s) for s in SHARED_SOURCES]
+    name = "rate_rnn_jit_C_cuda"
+    include, lib_dirs, link = cuda_link()
+    # load() links a plain -lcudart (and we -lcublas): give the pip wheels' lib<name>.so.N those names in a folder
+    # of the build directory, seen by the linker only.
+    links = Path(cpp_extension._get_build_directory(name, verbose=False)) / "link"
+    links.mkdir(parents=True, exist_ok=True)
+    for lib, how in link.items():  # how: "<name>" (the toolkit's) or ":lib<name>.so.N" (a wheel's, in lib_dirs)
+        alias = links / f"lib{lib}.so"
+        if how.startswith(":") and not alias.exists():
+            alias.symlink_to(next(Path(d) / how[1:] for d in lib_dirs if (Path(d) / how[1:]).exists()))
     print("rate_rnn: building the CUDA kernels (first use only; a few minutes)...", file=sys.stderr)
     cpp_extension.load(
-        name="rate_rnn_jit_C_cuda",
+        name=name,
         sources=sources,
         extra_cflags=CXX_FLAGS,
         extra_cuda_cflags=NVCC_FLAGS,
         extra_include_paths=include,
-        extra_ldflags=[f"-L{d}" for d in lib_dirs] + [f"-l{lib}" for lib in libs] + LINK_FLAGS,
+        extra_ldflags=[f"-L{links}", *(f"-L{d}" for d in lib_dirs), "-lcublas", *LINK_FLAGS],
         with_cuda=True,
         is_python_module=False,
         verbose=False,

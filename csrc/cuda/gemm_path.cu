@@ -9,26 +9,33 @@
 
 namespace rate_rnn {
 namespace cuda {
-int64_t gemm_ddecay_chunks(int64_t B) { return (B + kernels::kBwdRowsPerBlock - 1) / kernels::kBwdRowsPerBlock; }
+
+int64_t gemm_ddecay_chunks(int64_t B) {
+  return (B + kernels::kBwdRowsPerBlock - 1) / kernels::kBwdRowsPerBlock;
+}
 
 template <typename scalar_t, Activation A, bool kNoise>
 void gemm_forward(const ForwardParams<scalar_t>& p, cublasHandle_t handle, cudaStream_t stream) {
+  using namespace kernels;
   const int B = blas::as_int(p.B, "B"), N = blas::as_int(p.N, "N");
   const int64_t BN = p.B * p.N;
-  const dim3 grid(static_cast<unsigned>((BN + kernels::kStepThreads - 1) / kernels::kStepThreads));
+  const dim3 grid(static_cast<unsigned>((BN + kStepThreads - 1) / kStepThreads));
   for (int64_t t = 0; t < p.T; ++t) {
     const scalar_t* h_prev = t == 0 ? p.h0 : p.H + (t - 1) * BN;
-    blas::rows_times_wt<scalar_t>(handle, B, N, h_prev, p.W_hh, scalar_t(0), p.R + t * BN);
-    kernels::forward_step_kernel<scalar_t, A, kNoise><<<grid, kernels::kStepThreads, 0, stream>>>(p, t);
+    blas::rows_times_wt<scalar_t>(handle, B, N, h_prev, p.W_hh, scalar_t(0), p.R + t * BN);  // R[t] = h W^T
+    forward_step_kernel<scalar_t, A, kNoise><<<grid, kStepThreads, 0, stream>>>(p, t);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }
 
 template <typename scalar_t, Activation A>
 void gemm_backward(const BackwardParams<scalar_t>& p, cublasHandle_t handle, cudaStream_t stream) {
+  using namespace kernels;
   const int B = blas::as_int(p.B, "B"), N = blas::as_int(p.N, "N");
   const int64_t BN = p.B * p.N;
   const int64_t chunks = gemm_ddecay_chunks(p.B);
+  TORCH_CHECK(chunks <= 65535, "rate_rnn: B = ", p.B, " exceeds the gemm path's grid (",
+              65535 * kBwdRowsPerBlock, " rows at most)");
   if (p.ddecay_partial != nullptr) {
     C10_CUDA_CHECK(cudaMemsetAsync(p.ddecay_partial, 0, sizeof(double) * chunks * p.N, stream));
   }
@@ -38,12 +45,12 @@ void gemm_backward(const BackwardParams<scalar_t>& p, cublasHandle_t handle, cud
   buf[(p.T + 1) % 2] = p.lam_scratch;
   C10_CUDA_CHECK(cudaMemcpyAsync(buf[0], p.grad_H + (p.T - 1) * BN, sizeof(scalar_t) * BN,
                                  cudaMemcpyDeviceToDevice, stream));  // Lambda_T = G_T
-  const dim3 block(kernels::kBwdTileN, kernels::kBwdTileY);
-  const dim3 grid(static_cast<unsigned>((p.N + kernels::kBwdTileN - 1) / kernels::kBwdTileN), static_cast<unsigned>(chunks));
+  const dim3 block(kBwdTileN, kBwdTileY);
+  const dim3 grid(static_cast<unsigned>((p.N + kBwdTileN - 1) / kBwdTileN), static_cast<unsigned>(chunks));
   for (int64_t t = p.T - 1, k = 0; t >= 0; --t, ++k) {
     const scalar_t* lam = buf[k % 2];
     scalar_t* lam_next = buf[(k + 1) % 2];
-    kernels::backward_step_kernel<scalar_t, A><<<grid, block, 0, stream>>>(p, t, lam, lam_next, p.ddecay_partial);
+    backward_step_kernel<scalar_t, A><<<grid, block, 0, stream>>>(p, t, lam, lam_next, p.ddecay_partial);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     blas::rows_times_w<scalar_t>(handle, B, N, p.dU + t * BN, p.W_hh, scalar_t(1), lam_next);  // += Delta_t W
   }

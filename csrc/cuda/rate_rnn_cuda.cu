@@ -19,6 +19,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -30,7 +31,7 @@ namespace {
 
 enum class Path { Gemm, Persistent };
 
-const char* path_name(Path p) { return p == Path::Gemm ? "gemm" : "persistent"; }
+const char* path_name(Path p) { return p == Path::Gemm ? "gemm path" : "persistent path"; }
 
 // Under 'auto', the persistent path is kept while its CTAs (about one per SM: W_hh fills the shared memory) run in
 // at most this many waves; past that the per-step cuBLAS GEMM's parallelism wins (an estimate; see benchmarks/).
@@ -42,21 +43,22 @@ struct Plan {
   std::string why_not;  // why the persistent path was not taken ("" when it was)
 };
 
-Path requested_path(bool& forced) {
+enum class Request { Auto, Gemm, Persistent };
+
+Request requested_path() {
   const char* env = std::getenv("RATE_RNN_CUDA_PATH");
-  forced = false;
-  if (env == nullptr || *env == '\0' || std::strcmp(env, "auto") == 0) return Path::Persistent;
-  forced = true;
-  if (std::strcmp(env, "gemm") == 0) return Path::Gemm;
-  if (std::strcmp(env, "persistent") == 0) return Path::Persistent;
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "auto") == 0) return Request::Auto;
+  if (std::strcmp(env, "gemm") == 0) return Request::Gemm;
+  if (std::strcmp(env, "persistent") == 0) return Request::Persistent;
   TORCH_CHECK_VALUE(false, "RATE_RNN_CUDA_PATH must be 'auto', 'gemm' or 'persistent', got '", env, "'");
 }
 
+// The persistent path where it fits (and, under 'auto', where the batch is not so large that the GEMMs win), else
+// the gemm path. Reads the device's SM count and opt-in shared memory per block at run time.
 Plan choose_path(at::ScalarType dtype, int64_t T, int64_t B, int64_t N) {
-  bool forced = false;
-  const Path want = requested_path(forced);
+  const Request request = requested_path();
   Plan plan;
-  if (want == Path::Gemm) {
+  if (request == Request::Gemm) {
     plan.why_not = "RATE_RNN_CUDA_PATH=gemm";
     return plan;
   }
@@ -69,7 +71,7 @@ Plan choose_path(at::ScalarType dtype, int64_t T, int64_t B, int64_t N) {
   } else if (T > std::numeric_limits<int>::max()) {
     plan.why_not = c10::str("T = ", T, " exceeds its 32-bit step counter");
   } else {
-    // Rows per CTA: enough to cover the batch with one CTA per SM, a power of two up to 8; fewer rows leave more
+    // Rows per CTA: enough to cover the batch with one CTA per SM, a power of two up to 8. Fewer rows leave more
     // registers for W_hh (less shared memory), so step down until it fits.
     int br = 1;
     while (br < 8 && br * sms < B) br *= 2;
@@ -78,17 +80,18 @@ Plan choose_path(at::ScalarType dtype, int64_t T, int64_t B, int64_t N) {
       if (plan.shape.smem_bytes <= prop->sharedMemPerBlockOptin) break;
     }
     if (br == 0) {
-      plan.why_not = c10::str("W_hh needs ", persistent_shape(N, B, 1).smem_bytes, " bytes of shared memory per block"
-                              " and this device allows ", prop->sharedMemPerBlockOptin);
-    } else if (!forced && (plan.shape.ctas + sms - 1) / sms > kMaxAutoWaves) {
+      plan.why_not = c10::str("W_hh needs ", persistent_shape(N, B, 1).smem_bytes,
+                              " bytes of shared memory per block and this device allows ",
+                              prop->sharedMemPerBlockOptin);
+    } else if (request == Request::Auto && (plan.shape.ctas + sms - 1) / sms > kMaxAutoWaves) {
       plan.why_not = c10::str("B = ", B, " needs more than ", kMaxAutoWaves, " waves of CTAs (auto)");
     } else {
       plan.path = Path::Persistent;
       return plan;
     }
   }
-  TORCH_CHECK(!forced, "rate_rnn: RATE_RNN_CUDA_PATH=persistent but the persistent kernel cannot run this call: ",
-              plan.why_not);
+  TORCH_CHECK(request != Request::Persistent,
+              "rate_rnn: RATE_RNN_CUDA_PATH=persistent but the persistent kernel cannot run this call: ", plan.why_not);
   return plan;
 }
 
@@ -151,8 +154,10 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& U, const at::T
   // "frozen from step lengths[b] on", which for such values means the same as the nearest end of [0, T].
   at::Tensor H = at::empty_like(U), R = at::empty_like(U);
   Plan plan;
+  const char* stage = "choosing a path";
   try {
     plan = choose_path(U.scalar_type(), U.size(0), U.size(1), U.size(2));
+    stage = path_name(plan.path);
     const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "rate_rnn_forward_cuda", [&] {
       ForwardParams<scalar_t> p;
@@ -179,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& U, const at::T
       });
     });
   } catch (c10::Error& e) {
-    TORCH_RETHROW(e, "in rate_rnn::forward (CUDA, ", path_name(plan.path), " path)");
+    TORCH_RETHROW(e, "in rate_rnn::forward (CUDA, ", stage, ")");
   }
   return {H, R};
 }
@@ -195,8 +200,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cuda(
   at::Tensor dU = at::empty_like(grad_H), dW = at::empty_like(W_hh), dh0 = at::empty_like(h0);
   at::Tensor ddecay = need_ddecay ? at::empty_like(decay) : at::zeros_like(decay);
   Plan plan;
+  const char* stage = "choosing a path";
   try {
     plan = choose_path(grad_H.scalar_type(), T, B, N);
+    stage = path_name(plan.path);
     const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
     cublasHandle_t handle = at::cuda::getCurrentCUDABlasHandle();
     const int64_t chunks = plan.path == Path::Persistent ? plan.shape.ctas : gemm_ddecay_chunks(B);
@@ -232,20 +239,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cuda(
         blas::at_times_b<scalar_t>(handle, blas::as_int((T - 1) * B, "(T-1)*B"), n, p.dU + B * N, p.H, scalar_t(1),
                                    dW.data_ptr<scalar_t>());
       }
-      if (need_ddecay) {
+      if (need_ddecay) {  // fixed-order sums: over chunks per unit, then (scalar decay) over units
+        using namespace kernels;
         at::Tensor sums = at::empty({N}, opts.dtype(at::kDouble));
-        const unsigned blocks = static_cast<unsigned>((N + kernels::kReduceThreads - 1) / kernels::kReduceThreads);
-        kernels::sum_chunks_kernel<<<blocks, kernels::kReduceThreads, 0, stream>>>(partial.data_ptr<double>(), chunks, N,
+        const unsigned blocks = static_cast<unsigned>((N + kReduceThreads - 1) / kReduceThreads);
+        sum_chunks_kernel<<<blocks, kReduceThreads, 0, stream>>>(partial.data_ptr<double>(), chunks, N,
                                                                  sums.data_ptr<double>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        kernels::finish_ddecay_kernel<scalar_t><<<1, kernels::kReduceThreads, 0, stream>>>(sums.data_ptr<double>(), N,
-                                                                        decay.dim() == 1,
+        finish_ddecay_kernel<scalar_t><<<1, kReduceThreads, 0, stream>>>(sums.data_ptr<double>(), N, decay.dim() == 1,
                                                                         ddecay.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
     });
   } catch (c10::Error& e) {
-    TORCH_RETHROW(e, "in rate_rnn::backward (CUDA, ", path_name(plan.path), " path)");
+    TORCH_RETHROW(e, "in rate_rnn::backward (CUDA, ", stage, ")");
   }
   return {dU, dW, dh0, ddecay};
 }

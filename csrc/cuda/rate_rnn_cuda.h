@@ -4,6 +4,10 @@
 // CUDA-side buffers. Everything is time-major and contiguous; "row-major (T, B, N)" means element (t, b, n) at
 // (t * B + b) * N + n.
 //
+// Files: rate_rnn_cuda.cu (op entry points, path choice, dW_hh and d(decay) reductions), gemm_path.cu (path i),
+// persistent.cuh + persistent_<activation>.cu (path ii, device code in persistent_kernels.cuh), step_kernels.cuh
+// (path i's elementwise kernels, reductions, add_normal_), device_ops.cuh (f, f', noise), blas.cuh (cuBLAS).
+//
 // Paths (chosen per call by rate_rnn_cuda.cu, see choose_path there):
 //   gemm        any size, float32/float64: per step one cuBLAS GEMM plus ONE fused elementwise kernel.
 //   persistent  float32, N <= kPersistentMaxN: one kernel runs all T steps with W_hh on chip (shared memory and
@@ -55,14 +59,13 @@ struct BackwardParams : ScanParams<scalar_t> {
 // column (backward) in registers; the first `ns` (a multiple of 4) are in shared memory as float4 groups.
 constexpr int kPersistentThreads = 256;
 constexpr int kPersistentMaxN = kPersistentThreads;
-constexpr int kPersistentRowTiles[] = {1, 2, 4, 8};  // rows per CTA, compile-time in the kernels
 
 // Registers given to W_hh per thread: fewer as the per-row state (x rows per CTA) grows, to stay spill-free
 // under the 255-register cap of __launch_bounds__(256, 1).
 __host__ __device__ constexpr int persistent_kreg(int br) { return br <= 2 ? 128 : (br == 4 ? 96 : 64); }
 
 struct PersistentShape {
-  int br = 0;              // rows per CTA (one of kPersistentRowTiles)
+  int br = 0;              // rows per CTA: 1, 2, 4 or 8 (compile-time in the kernels)
   int kreg = 0;            // W_hh entries per thread in registers
   int ns = 0;              // k-columns of W_hh in shared memory (multiple of 4); ns + kreg >= N
   int hs = 0;              // row stride of the shared h / Delta buffers: N rounded up to 4 (zero padded)
@@ -83,7 +86,7 @@ inline PersistentShape persistent_shape(int64_t N, int64_t B, int br) {
   return s;
 }
 
-// ---- entry points (defined in gemm_path.cu and persistent_<activation>.cu) -------------------------------------
+// ---- entry points (defined in gemm_path.cu and persistent_<activation>.cu) ------------------------------------
 // All launch on `stream`; cuBLAS calls use `handle`, already bound to that stream. Errors throw c10::Error.
 
 // Path (i). Writes p.H, p.R.

@@ -87,8 +87,8 @@ __global__ void __launch_bounds__(kBwdTileN* kBwdTileY)
 
 constexpr int kReduceThreads = 256;
 
-// sums[n] = sum over chunks c (in order) of partial[c, n].
-__global__ void __launch_bounds__(kReduceThreads)
+// sums[n] = sum over chunks c (in order) of partial[c, n]. (static: a non-template kernel in a header.)
+static __global__ void __launch_bounds__(kReduceThreads)
     sum_chunks_kernel(const double* __restrict__ partial, int64_t chunks, int64_t N, double* __restrict__ sums) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (n >= N) return;

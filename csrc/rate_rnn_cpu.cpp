@@ -2,6 +2,7 @@
 //
 // One ATen GEMM per step (h_{t-1} W_hh^T forward, Delta_t W_hh backward) and one fused elementwise pass per step;
 // no Python per time step. dW_hh is one GEMM over all T*B rows after the backward loop.
+#include "fast_math.h"
 #include "noise.h"
 #include "rate_rnn.h"
 
@@ -12,6 +13,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <type_traits>
 #include <cstdlib>
 #include <vector>
 
@@ -23,7 +25,10 @@ inline T activate(T z) {
   if constexpr (A == Activation::Identity) return z;
   if constexpr (A == Activation::ReLU) return z > T(0) ? z : T(0);
   if constexpr (A == Activation::Tanh) return std::tanh(z);
-  if constexpr (A == Activation::Softplus) return z > T(20) ? z : std::log1p(std::exp(z));  // F.softplus
+  if constexpr (A == Activation::Softplus) {
+    if constexpr (std::is_same_v<T, float>) return fast::softplus(z);
+    return z > T(20) ? z : std::log1p(std::exp(z));  // F.softplus
+  }
   if constexpr (A == Activation::ReTanh) return z > T(0) ? std::tanh(z) : T(0);
   if constexpr (A == Activation::Power) return z > T(0) ? z * z : T(0);
 }
@@ -34,7 +39,10 @@ inline T derivative_from_rate(T r) {
   if constexpr (A == Activation::Identity) return T(1);
   if constexpr (A == Activation::ReLU) return r > T(0) ? T(1) : T(0);
   if constexpr (A == Activation::Tanh) return T(1) - r * r;
-  if constexpr (A == Activation::Softplus) return -std::expm1(-r);  // sigmoid(z) = 1 - exp(-softplus(z))
+  if constexpr (A == Activation::Softplus) {  // sigmoid(z) = 1 - exp(-softplus(z))
+    if constexpr (std::is_same_v<T, float>) return fast::softplus_derivative(r);
+    return -std::expm1(-r);
+  }
   if constexpr (A == Activation::ReTanh) return r > T(0) ? T(1) - r * r : T(0);
   if constexpr (A == Activation::Power) return T(2) * std::sqrt(r);
 }

@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-#: Per-ruleset CLI defaults that differ from the library's: 'mante' stops at the paper's train_mante target.
-RULESET_TARGETS = {"mante": 0.9}
+#: Per-ruleset CLI defaults that differ from the library's: 'mante' uses the paper's train_mante settings
+#: (softplus, stop at perf_min > 0.9); --hp overrides them.
+RULESET_DEFAULTS = {"mante": {"activation": "softplus", "target_perf": 0.9}}
 
 
 def _parse_hp(pairs):
@@ -40,8 +41,8 @@ def cmd_train(args) -> int:
 
     out = Path(args.out)
     hp_over = _parse_hp(args.hp)
-    if args.ruleset in RULESET_TARGETS:
-        hp_over.setdefault("target_perf", RULESET_TARGETS[args.ruleset])
+    for key, value in RULESET_DEFAULTS.get(args.ruleset, {}).items():
+        hp_over.setdefault(key, value)
     device = _resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

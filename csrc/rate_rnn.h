@@ -52,6 +52,21 @@ struct ScanParams {
   const scalar_t* h0 = nullptr;             // (B, N)
 };
 
+// Fill the sizes and pointers shared by every backend (``ref`` is U or grad_H, shape (T, B, N)). Inputs checked.
+template <typename scalar_t>
+void fill_scan_params(ScanParams<scalar_t>& p, const at::Tensor& ref, const at::Tensor& W_hh, const at::Tensor& h0,
+                      const at::Tensor& decay, int64_t activation, const c10::optional<at::Tensor>& lengths) {
+  p.T = ref.size(0);
+  p.B = ref.size(1);
+  p.N = ref.size(2);
+  p.per_unit_decay = decay.dim() == 1;
+  p.activation = static_cast<Activation>(activation);
+  p.lengths = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
+  p.decay = decay.data_ptr<scalar_t>();
+  p.W_hh = W_hh.data_ptr<scalar_t>();
+  p.h0 = h0.data_ptr<scalar_t>();
+}
+
 // Argument checks shared by every backend (shapes, dtypes, devices, contiguity, decay range, lengths range).
 // Throws c10::Error naming the argument, its shape and the expected one.
 void check_forward_args(const at::Tensor& U, const at::Tensor& W_hh, const at::Tensor& h0, const at::Tensor& decay,

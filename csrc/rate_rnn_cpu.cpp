@@ -107,22 +107,6 @@ void backward_row(const scalar_t* __restrict lam, const scalar_t* __restrict g_p
   }
 }
 
-template <typename scalar_t>
-ScanParams<scalar_t> make_params(const at::Tensor& ref, const at::Tensor& W_hh, const at::Tensor& h0,
-                                 const at::Tensor& decay, int64_t activation,
-                                 const c10::optional<at::Tensor>& lengths) {
-  ScanParams<scalar_t> p;
-  p.T = ref.size(0);
-  p.B = ref.size(1);
-  p.N = ref.size(2);
-  p.per_unit_decay = decay.dim() == 1;
-  p.activation = static_cast<Activation>(activation);
-  p.lengths = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
-  p.decay = decay.data_ptr<scalar_t>();
-  p.W_hh = W_hh.data_ptr<scalar_t>();
-  p.h0 = h0.data_ptr<scalar_t>();
-  return p;
-}
 
 // d and 1-d per unit, so the inner loops index one array whatever the decay's shape.
 template <typename scalar_t>
@@ -164,7 +148,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Te
   at::Tensor H = at::empty_like(U), R = at::empty_like(U);
   const at::Tensor W_t = W_hh.t();
   AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "rate_rnn_forward_cpu", [&] {
-    const auto p = make_params<scalar_t>(U, W_hh, h0, decay, activation, lengths);
+    ScanParams<scalar_t> p;
+    fill_scan_params(p, U, W_hh, h0, decay, activation, lengths);
     std::vector<scalar_t> d, one_minus_d;
     expand_decay(p, d, one_minus_d);
     const int64_t BN = p.B * p.N;
@@ -212,7 +197,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   const Shards shards(B);
   const at::ThreadLocalState tls;  // workers must see the caller's dispatch state (below autograd, grad mode)
   AT_DISPATCH_FLOATING_TYPES(grad_H.scalar_type(), "rate_rnn_backward_cpu", [&] {
-    const auto p = make_params<scalar_t>(grad_H, W_hh, h0, decay, activation, lengths);
+    ScanParams<scalar_t> p;
+    fill_scan_params(p, grad_H, W_hh, h0, decay, activation, lengths);
     std::vector<scalar_t> d, one_minus_d;
     expand_decay(p, d, one_minus_d);
     const int64_t BN = B * N;

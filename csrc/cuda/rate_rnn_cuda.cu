@@ -127,20 +127,6 @@ void dispatch_rows(int br, F&& body) {
   TORCH_CHECK(false, "rate_rnn: no persistent kernel for ", br, " rows per CTA");
 }
 
-template <typename scalar_t>
-void fill_scan_params(ScanParams<scalar_t>& p, const at::Tensor& ref, const at::Tensor& W_hh, const at::Tensor& h0,
-                      const at::Tensor& decay, int64_t activation, const c10::optional<at::Tensor>& lengths) {
-  p.T = ref.size(0);
-  p.B = ref.size(1);
-  p.N = ref.size(2);
-  p.per_unit_decay = decay.dim() == 1;
-  p.activation = static_cast<Activation>(activation);
-  p.lengths = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
-  p.decay = decay.data_ptr<scalar_t>();
-  p.W_hh = W_hh.data_ptr<scalar_t>();
-  p.h0 = h0.data_ptr<scalar_t>();
-}
-
 // ---- ops ---------------------------------------------------------------------------------------------------------
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& U, const at::Tensor& W_hh, const at::Tensor& h0,

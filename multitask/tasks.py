@@ -673,6 +673,21 @@ def _match_plan(c, T, locs1, locs2, mods1, mods2, on1, off1, on2, match, go_on_m
                  fix_in_off=None, respond=match == go_on_match)
 
 
+def _match_test_grid(c):
+    """'test' grid and timing shared by DMS/DNMS/DMC/DNMC: 20 locations x mod1 x mod2, stim1 500-1000 ms,
+    stim2 from 2200 ms, T 2700 ms. Returns (k, mod1, mod2, on1, off1, on2, T)."""
+    k, m1, m2 = _grid(20, 2, 2)
+    on1 = c.ms(500)
+    off1 = on1 + c.ms(500)
+    on2 = off1 + c.ms(1200)
+    return k, m1 + 1, m2 + 1, on1, off1, on2, on2 + c.ms(500)
+
+
+def _match_psychometric_timing(c):
+    """'psychometric' timing of the DMS/DMC family: (T, on1, off1, on2) = (2500, 500, 800, 2000) ms."""
+    return c.ms(2500), c.ms(500), c.ms(800), c.ms(2000)
+
+
 def _dms(c, matchnogo):
     """DMS (go on match) / DNMS (go on non-match, matchnogo=1)."""
     if c.mode == "random":
@@ -685,20 +700,15 @@ def _dms(c, matchnogo):
         on1, off1, on2 = _delay_timing(c)
         T = on2 + c.ms(500)
     elif c.mode == "test":
-        k, m1, m2 = _grid(20, 2, 2)
-        mod1, mod2 = m1 + 1, m2 + 1
+        k, mod1, mod2, on1, off1, on2, T = _match_test_grid(c)
         locs1 = _test_loc(k, 20)
         match = (1 - matchnogo) * np.ones(k.shape[0])  # every test trial is a GO trial
         locs2 = (locs1 + np.pi * (1 - match)) % (2 * np.pi)
-        on1 = c.ms(500)
-        off1 = on1 + c.ms(500)
-        on2 = off1 + c.ms(1200)
-        T = on2 + c.ms(500)
     else:
         (locs1, locs2), B = c.psy_batch("stim1_locs", "stim2_locs")
         match = get_dist(locs1 - locs2) < np.pi / 36.  # within 5 degrees
         mod1 = mod2 = 1
-        T, on1, off1, on2 = c.ms(2500), c.ms(500), c.ms(800), c.ms(2000)
+        T, on1, off1, on2 = _match_psychometric_timing(c)
     return _match_plan(c, T, locs1, locs2, mod1, mod2, on1, off1, on2, match,
                        not matchnogo)
 
@@ -713,21 +723,16 @@ def _dmc(c, matchnogo):
         on1, off1, on2 = _delay_timing(c)
         T = on2 + c.ms(c.pick((200, 400, 600)))  # quirk: response 200-600 ms
     elif c.mode == "test":
-        k, m1, m2 = _grid(20, 2, 2)
-        mod1, mod2 = m1 + 1, m2 + 1
+        k, mod1, mod2, on1, off1, on2, T = _match_test_grid(c)
         half = np.arange(10.0)
         locs_ = np.concatenate(((0.1 + 0.8 * half / 10.0), (1.1 + 0.8 * half / 10.0))) * np.pi
         locs1 = locs_[k]
         shift = (1 - matchnogo) * np.ones(k.shape[0])  # every test trial is a GO trial
         locs2 = (locs1 + np.pi * (1 - shift)) % (2 * np.pi)
-        on1 = c.ms(500)
-        off1 = on1 + c.ms(500)
-        on2 = off1 + c.ms(1200)
-        T = on2 + c.ms(500)
     else:
         (locs1, locs2), B = c.psy_batch("stim1_locs", "stim2_locs")
         mod1 = mod2 = 1
-        T, on1, off1, on2 = c.ms(2500), c.ms(500), c.ms(800), c.ms(2000)
+        T, on1, off1, on2 = _match_psychometric_timing(c)
     match = (locs1 < np.pi) == (locs2 < np.pi)
     return _match_plan(c, T, locs1, locs2, mod1, mod2, on1, off1, on2, match,
                        not matchnogo)

@@ -3,9 +3,10 @@
     python -m benchmarks training [--steps 60] [--rulesets mante all] [--device cpu]
 
 One step = draw a rule, generate a 64-trial batch, forward, backward, gradient clip + Adam (exactly train()'s
-step). Measured for this library and, in the same run, for a port-style baseline: the same tasks and model, but
-the recurrence stepped in a Python loop of rate_rnn.RNNCell with autograd (what the published PyTorch port does;
-it also has no recurrent noise). 'all' uses the paper's main settings (softplus, diag init, Ctx DM x5).
+step). Measured for this library and, in the same run, for a port-style baseline: the same tasks and model, with
+the recurrence stepped in a Python loop of RNNCell with autograd (rate_rnn.CellLoopLayer, what the published
+PyTorch port does; it also has no recurrent noise). 'all' uses the paper's main settings (softplus, diag init,
+Ctx DM x5).
 """
 from __future__ import annotations
 
@@ -24,21 +25,6 @@ from multitask.train import make_optimizer, set_hyperparameters
 from .common import table, write_result
 
 PAPER_MAIN = {"activation": "softplus", "w_rec_init": "diag"}
-
-
-class PortStyleLayer(torch.nn.Module):
-    """The published port's layer: RNNCell stepped in a Python loop (no recurrent noise)."""
-
-    def __init__(self, input_size, hidden_size, nonlinearity, decay, bias=True):
-        super().__init__()
-        self.rnncell = rate_rnn.RNNCell(input_size, hidden_size, nonlinearity, decay, bias)
-
-    def forward(self, x, hidden_init):
-        h, out = hidden_init[0], []
-        for t in range(x.shape[0]):
-            h = self.rnncell(x[t], h)
-            out.append(h)
-        return torch.stack(out), h
 
 
 def measure(ruleset, steps, device, layer=None, warmup=5):
@@ -96,7 +82,7 @@ def main(argv=None):
     for ruleset in args.rulesets:
         variants = [("rate_rnn (fused op)", None)]
         if not args.no_baseline:
-            variants.append(("port-style cell loop", PortStyleLayer))
+            variants.append(("port-style cell loop", rate_rnn.CellLoopLayer))
         for name, layer in variants:
             row = {"ruleset": ruleset, "variant": name, **measure(ruleset, args.steps, device, layer)}
             rows.append(row)

@@ -6,9 +6,9 @@ Public API: `RNNLayer` (drop-in for the published PyTorch port), `RNNCell`, `sca
 `set_backend` / `get_backend` / `backend_info`, `ACTIVATIONS`.
 """
 from .backend import backend_info, get_backend, set_backend
-from .layers import RNNCell, RNNLayer, activation_name
+from .layers import CellLoopLayer, RNNCell, RNNLayer, activation_name
 from .ops import noise_tensor, scan
 from .reference import ACTIVATIONS, scan_reference, standard_normal_ref
 
-__all__ = ["ACTIVATIONS", "RNNCell", "RNNLayer", "activation_name", "backend_info", "get_backend", "noise_tensor",
+__all__ = ["ACTIVATIONS", "CellLoopLayer", "RNNCell", "RNNLayer", "activation_name", "backend_info", "get_backend", "noise_tensor",
            "scan", "scan_reference", "set_backend", "standard_normal_ref"]

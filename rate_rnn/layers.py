@@ -77,6 +77,25 @@ class RNNCell(nn.Module):
         return d * h + (1 - d) * self.nonlinearity(z)
 
 
+class CellLoopLayer(nn.Module):
+    """The published port's layer: ``RNNCell`` stepped in a Python loop, autograd through every step, no noise.
+
+    Same signature and call as ``RNNLayer`` (``out, h_T = layer(x (T, B, I), hidden_init (1, B, N))``, h_T (B, N));
+    the baseline the benchmarks time the fused op against.
+    """
+
+    def __init__(self, input_size, hidden_size, nonlinearity="relu", decay=0.8, bias=True):
+        super().__init__()
+        self.rnncell = RNNCell(input_size, hidden_size, nonlinearity, decay, bias)
+
+    def forward(self, x, hidden_init):
+        h, states = hidden_init[0], []
+        for t in range(x.shape[0]):
+            h = self.rnncell(x[t], h)
+            states.append(h)
+        return torch.stack(states), h
+
+
 class RNNLayer(nn.Module):
     """A leaky rate-RNN layer over a whole sequence, run by the fused op (reference loop where it cannot run).
 

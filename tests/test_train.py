@@ -114,20 +114,8 @@ def test_lesion_silences_outgoing_connections():
 
 
 def test_foreign_layer_class_is_accepted():
-    """Run_Model(hp, RNNLayer) with any class of the port's signature (here: a plain reference wrapper)."""
-    import rate_rnn
-
-    class PortLayer(torch.nn.Module):
-        def __init__(self, input_size, hidden_size, nonlinearity, decay, bias=True):
-            super().__init__()
-            self.rnncell = rate_rnn.RNNCell(input_size, hidden_size, nonlinearity, decay, bias)
-
-        def forward(self, x, h0):
-            h, out = h0[0], []
-            for t in range(x.shape[0]):
-                h = self.rnncell(x[t], h)
-                out.append(h)
-            return torch.stack(out), h
+    """Run_Model(hp, RNNLayer) with any class of the port's signature (here: the cell stepped in a Python loop)."""
+    from rate_rnn import CellLoopLayer as PortLayer
 
     hp = {**get_default_hp("mante"), "n_rnn": 16, "seed": 0, "sigma_rec": 0.0}
     rm = Run_Model(hp, PortLayer)

@@ -74,5 +74,7 @@ void check_forward_args(const at::Tensor& U, const at::Tensor& W_hh, const at::T
 void check_backward_args(const at::Tensor& grad_H, const at::Tensor& H, const at::Tensor& R, const at::Tensor& h0,
                          const at::Tensor& W_hh, const at::Tensor& decay, int64_t activation,
                          const c10::optional<at::Tensor>& lengths);
+// add_normal_: float32/float64, contiguous, rows of at most 2^33 columns (the stream's pair index is 32-bit).
+void check_add_normal_args(const at::Tensor& self);
 
 }  // namespace rate_rnn

@@ -70,4 +70,12 @@ void check_backward_args(const at::Tensor& grad_H, const at::Tensor& H, const at
   check_shape(R, "R", grad_H.sizes());
 }
 
+void check_add_normal_args(const at::Tensor& self) {
+  TORCH_CHECK_TYPE(self.scalar_type() == at::kFloat || self.scalar_type() == at::kDouble,
+                   "rate_rnn.add_normal_: self must be float32 or float64, got ", self.scalar_type());
+  TORCH_CHECK_VALUE(self.is_contiguous(), "rate_rnn.add_normal_: self must be contiguous");
+  TORCH_CHECK_VALUE(self.dim() == 0 || self.size(-1) <= (int64_t{1} << 33),
+                    "rate_rnn.add_normal_: self's last dimension must be at most 2^33, got ", self.size(-1));
+}
+
 }  // namespace rate_rnn

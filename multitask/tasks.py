@@ -57,6 +57,9 @@ Quirks of the original reproduced on purpose
    ms), so it is not deterministic.
 9. Input noise (std ``sigma_x*sqrt(2/alpha)``) is added in every mode when
    ``noise_on`` (default True), to every input incl. fixation and rule units.
+   Here it is rate_rnn's counter-based stream over x viewed as one flat row,
+   keyed by the generator's next draw after the trial's own draws, and it is
+   added in the background while y and c_mask are built.
 10. testinit: 10 s single trial, fixation input for 800 ms, no targets, no rule
     input and no noise (the original returns before adding them); the original
     has no c_mask or epochs for it -- here c_mask is all zeros and epochs are
@@ -896,20 +899,33 @@ def _contributions(stims, bumps, T):
     return out
 
 
-def _fill_stimuli(x, stims, bumps, n_each):
-    """Write the ring inputs.  Time is cut at every on/off; within a segment the
-    active stimuli of a ring are summed in the original order with float32
-    rounding after each addition (the original's ``x[...] += pattern``)."""
-    T = x.shape[0]
-    contribs = _contributions(stims, bumps, T)
-    cuts = sorted({0, T, *[t for _, _, on, off in contribs for t in (on, off)]})
+def _input_segments(plan, bumps, n_each, n_in, T, rule_cols, rule_span):
+    """The noise-free inputs as [(start, end, (B, n_in) float32 row)], rows constant over [start, end) and the
+    segments a partition of [0, T): fixation 1 until fixation offset, the ring stimuli, and rule column ``col`` =
+    ``strength`` for (col, strength) in ``rule_cols`` during ``rule_span`` (a later entry for the same column
+    wins, as the original's assignments do). Within a segment the active stimuli of a ring are summed in the
+    original order with float32 rounding after each addition (the original's ``x[...] += pattern``)."""
+    contribs = _contributions(plan.stims, bumps, T)
+    fix_end = T if plan.fix_in_off is None else _clip(plan.fix_in_off, T)
+    r_on, r_off = rule_span
+    cuts = sorted({0, T, fix_end, r_on, r_off, *[t for _, _, on, off in contribs for t in (on, off)]})
+    B = plan.batch_size
+    out = []
     for a, b in zip(cuts[:-1], cuts[1:]):
+        row = np.zeros((B, n_in), dtype=np.float32)
+        if a < fix_end:
+            row[:, 0] = 1
         acc = {}
         for k, pat, on, off in contribs:
             if on <= a and b <= off:
                 acc[k] = pat.astype(np.float32) if k not in acc else (acc[k] + pat).astype(np.float32)
         for k, val in acc.items():
-            x[a:b, :, 1 + k * n_each:1 + (k + 1) * n_each] = val
+            row[:, 1 + k * n_each:1 + (k + 1) * n_each] = val
+        if r_on <= a and b <= r_off:
+            for col, strength in rule_cols:
+                row[:, col] = strength
+        out.append((a, b, row))
+    return out
 
 
 def _targets(plan, T, B, n_out, bumps, lsq):
@@ -962,18 +978,33 @@ def _cost_mask(go_on, T, B, n_out, dt, lsq):
     return c
 
 
+def _noise_seed(rng):
+    """One 63-bit draw from ``rng``: the key of a batch's input-noise stream."""
+    return int(rng.integers(0, 2**63 - 1))
+
+
 def _add_input_noise(x, std, rng):
     """In place: x += N(0, std^2) (float32), i.i.d. over every element.
 
-    The normals come from rate_rnn's counter-based stream (about 10x faster than numpy's generator here), keyed
-    by one 63-bit draw from ``rng``: still a pure function of the seeded generator.
+    The normals come from rate_rnn's counter-based stream (much faster than numpy's generator), keyed by one
+    63-bit draw from ``rng``, with x viewed as one flat row: still a pure function of the seeded generator.
     """
     import torch
 
     from rate_rnn.ops import add_normal_
 
-    add_normal_(torch.from_numpy(x), float(std), int(rng.integers(0, 2**63 - 1)))
+    add_normal_(torch.from_numpy(x).view(-1), float(std), _noise_seed(rng))
     return x
+
+
+def _start_input_noise(x, std, rng):
+    """Start writing x = N(0, std^2) noise in the background: the stream ``_add_input_noise`` would add to a zero
+    x, same draw from ``rng``. Returns the pending work: x is valid after its ``wait()``."""
+    import torch
+
+    from rate_rnn.ops import add_normal_start
+
+    return add_normal_start(torch.from_numpy(x), float(std), _noise_seed(rng), overwrite=True)
 
 
 # ----------------------------------------------------------------------------
@@ -1088,44 +1119,60 @@ def generate_trials(rule, hp, mode, noise_on=True, batch_size=None, device=None,
     rng = _get_rng(hp)
     rules, strengths = _rule_inputs(rule, replace_rule, rule_strength)
 
+    # Original: `if rule is 'testinit': return trial` after replace_rule -> no rule input, no noise.
+    no_inputs = len(rules) == 1 and rules[0] == "testinit"
+    rule_inputs = [] if no_inputs else list(zip(rules, strengths))
+    noise_std = hp["sigma_x"] * np.sqrt(2 / hp["alpha"]) if noise_on and not no_inputs else 0.0
+
     if rule == "testinit":
         x, y, y_loc, c_mask, epochs, trial_params = _testinit(hp)
+        for name, strength in rule_inputs:
+            x[rule_on:rule_off, :, get_rule_index(name, hp)] = strength
+        if noise_std > 0:
+            _add_input_noise(x, noise_std, rng)
     else:
-        x, y, y_loc, c_mask, epochs, trial_params = _build(rule, hp, mode, rng, batch_size, params)
+        x, y, y_loc, c_mask, epochs, trial_params = _build(rule, hp, mode, rng, batch_size, params,
+                                                          rule_inputs, rule_on, rule_off, noise_std)
     T, B = x.shape[:2]
     if mode != "random" and batch_size is not None and batch_size != B:
         raise ValueError(f"{mode!r} mode of {rule!r} has batch size {B}; got batch_size={batch_size}")
-
-    # Original: `if rule is 'testinit': return trial` after replace_rule -> no rule, no noise.
-    if not (len(rules) == 1 and rules[0] == "testinit"):
-        for r, s in zip(rules, strengths):
-            x[rule_on:rule_off, :, get_rule_index(r, hp)] = s
-        if noise_on:
-            _add_input_noise(x, hp["sigma_x"] * np.sqrt(2 / hp["alpha"]), rng)
 
     trial = Trial(rule, mode, x, y, y_loc, c_mask, epochs, B, T, hp["dt"], trial_params)
     return trial.to(device) if device is not None else trial
 
 
-def _build(rule, hp, mode, rng, batch_size, params):
-    """Arrays of a (non-testinit) rule: (x, y, y_loc, c_mask, epochs, params)."""
+def _build(rule, hp, mode, rng, batch_size, params, rule_inputs, rule_on, rule_off, noise_std):
+    """Arrays of a (non-testinit) rule: (x, y, y_loc, c_mask, epochs, params).
+
+    ``rule_inputs``: [(rule name, strength)] driven during x[rule_on:rule_off]; ``noise_std`` > 0 adds input
+    noise. The noise is drawn into x in the background from the moment T is known, while the inputs, y and the
+    cost mask are built; the inputs are then added to it, a few whole (B, n_input) rows over contiguous spans.
+    """
     n_each, n_in, n_out = hp["n_eachring"], hp["n_input"], hp["n_output"]
     n_ring = (hp["rule_start"] - 1) // n_each
     if _NUM_RINGS_USED.get(rule, 2) > n_ring:
         raise ValueError(f"rule {rule!r} needs {_NUM_RINGS_USED[rule]} input rings but hp "
                          f"(ruleset {hp['ruleset']!r}) has {n_ring}; use ruleset 'oicdmc'")
+    rule_cols = [(get_rule_index(name, hp), strength) for name, strength in rule_inputs]
     plan = _RULE_FUNCS[rule](_Ctx(hp, rng, mode, batch_size, params))
     T, B = plan.tdim, plan.batch_size
     lsq = hp["loss_type"] == "lsq"
-    x = np.zeros((T, B, n_in), dtype=np.float32)
-    if plan.fix_in_off is None:
-        x[:, :, 0] = 1
-    else:
-        x[:_clip(plan.fix_in_off, T), :, 0] = 1
-    bumps = _Bumps(n_each)
-    _fill_stimuli(x, plan.stims, bumps, n_each)
-    y, y_loc = _targets(plan, T, B, n_out, bumps, lsq)
-    c_mask = _cost_mask(plan.go_on, T, B, n_out, hp["dt"], lsq)
+    x = np.empty((T, B, n_in), dtype=np.float32)
+    pending = _start_input_noise(x, noise_std, rng) if noise_std > 0 else None
+    try:
+        bumps = _Bumps(n_each)
+        rule_span = slice(rule_on, rule_off).indices(T)[:2]  # the original's x[rule_on:rule_off] semantics
+        segments = _input_segments(plan, bumps, n_each, n_in, T, rule_cols, rule_span)
+        y, y_loc = _targets(plan, T, B, n_out, bumps, lsq)
+        c_mask = _cost_mask(plan.go_on, T, B, n_out, hp["dt"], lsq)
+    finally:
+        if pending is not None:
+            pending.wait()
+    for a, b, row in segments:
+        if pending is None:
+            x[a:b] = row
+        else:
+            x[a:b] += row
     return x, y, y_loc, c_mask, plan.epochs, plan.params
 
 

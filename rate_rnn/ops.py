@@ -132,6 +132,42 @@ def add_normal_(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
     return x
 
 
+class PendingNoise:
+    """Noise being added in the background by ``add_normal_start``; ``wait()`` returns once every element is done
+    (it also computes the chunks nobody has taken yet). Waits on deletion too, so no writer outlives it."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def wait(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            torch.ops.rate_rnn.add_normal_end(handle)
+
+    def __del__(self):
+        try:
+            self.wait()
+        except Exception:  # interpreter shutdown: the extension may already be gone
+            pass
+
+
+def add_normal_start(x: torch.Tensor, std: float, seed: int, *, overwrite: bool = False) -> PendingNoise:
+    """Start ``add_normal_(x.view(-1), std, seed)`` in the background and return at once (a helper thread and, at
+    ``wait()``, the caller share the work); ``overwrite=True`` writes ``x = std * xi`` instead, as if x were zero.
+    ``x``: float32, contiguous, on the CPU; do not touch it until ``wait()`` on the returned object. Without the
+    compiled op, runs synchronously with the twin."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.device.type != "cpu" \
+            or not x.is_contiguous():
+        raise ValueError("add_normal_start: x must be a contiguous float32 CPU tensor, got "
+                         f"{getattr(x, 'dtype', type(x))} on {getattr(x, 'device', '?')}")
+    if _register_python_side() and _extension.kernels().get("cpu", False):
+        return PendingNoise(torch.ops.rate_rnn.add_normal_begin(x, float(std), int(seed), bool(overwrite)))
+    if overwrite:
+        x.zero_()
+    add_normal_(x.view(-1), std, seed)
+    return PendingNoise(None)
+
+
 def noise_tensor(shape, std: float, seed: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """``std`` times the noise stream ``seed`` laid out in ``shape``: exactly what the fused op adds to z."""
     return add_normal_(torch.zeros(tuple(shape), dtype=dtype, device=device), std, seed)

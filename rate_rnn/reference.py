@@ -58,8 +58,9 @@ def standard_normal_ref(seed: int, shape, device=None) -> torch.Tensor:
     # The kernel rounds u1 to float32 before its log; do the same so both draw the same radius.
     u1 = (((h >> 1).double() + 0.5) / 2.0**31).float().double()
     u2 = (h2 >> 8).double() / 2.0**24
-    phase = u2 - 0.25 * (col & 1).double()
-    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * phase)).reshape(shape)
+    angle = 2 * math.pi * u2
+    half = torch.where((col & 1).bool(), torch.sin(angle), torch.cos(angle))  # odd columns: the sine half
+    return (torch.sqrt(-2.0 * torch.log(u1)) * half).reshape(shape)
 
 
 def scan_reference(U, W_hh, h0, decay, activation="relu", lengths=None, noise=None):

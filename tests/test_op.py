@@ -178,6 +178,7 @@ def test_torch_compile_matches_eager():
 
 def test_noise_stream_matches_independent_twin():
     """The C++ noise stream equals its integer-op/float64 re-implementation (polynomial log/cos vs libm)."""
+    assert _extension.kernels()["cpu"], "the compiled op is not loaded"
     shape = (3, 7, 4001)  # odd row length: the last column's pair is half used
     out = torch.zeros(shape)
     torch.ops.rate_rnn.add_normal_(out, 1.0, 12345)
@@ -376,3 +377,69 @@ def test_layer_bad_input():
         layer(torch.randn(5, 2, 3), torch.zeros(2, 2, 4))
     with pytest.raises(TypeError, match="dtype"):
         layer(torch.randn(5, 2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n_cols", [1, 2, 15, 16, 17, 31, 32, 33, 85, 256])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_noise_stream_every_row_length(n_cols, dtype):
+    """Every row length (the vector path's full blocks, half blocks and tails) and both dtypes draw the twin's
+    stream, adding to what the tensor already holds."""
+    assert _extension.kernels()["cpu"], "the compiled op is not loaded"
+    base = torch.arange(5 * n_cols, dtype=dtype).reshape(5, n_cols) / 7
+    out = base.clone()
+    torch.ops.rate_rnn.add_normal_(out, 0.5, 2**40 + 3)
+    twin = base.double() + 0.5 * rate_rnn.standard_normal_ref(2**40 + 3, (5, n_cols))
+    assert (out.double() - twin).abs().max().item() < 2e-5
+
+
+def test_add_normal_start_is_add_normal_on_the_flat_view():
+    """The background add equals add_normal_ on x.view(-1) bit for bit and the twin to float rounding, for
+    several additions in flight at once, waited in any order, and on deletion without wait()."""
+    from rate_rnn.ops import add_normal_, add_normal_start
+
+    assert _extension.kernels()["cpu"], "the compiled op is not loaded"
+    xs = [torch.randn(n).reshape(-1, 7) for n in (7 * 1, 7 * 3001, 7 * 40000)]
+    expected = []
+    for i, x in enumerate(xs):
+        e = x.clone()
+        add_normal_(e.view(-1), 0.3, 1000 + i)
+        expected.append(e)
+        twin = x.double() + 0.3 * rate_rnn.standard_normal_ref(1000 + i, (x.numel(),)).reshape(x.shape)
+        assert (e.double() - twin).abs().max().item() < 2e-5
+    pending = [add_normal_start(x, 0.3, 1000 + i) for i, x in enumerate(xs)]
+    for p in reversed(pending[1:]):
+        p.wait()
+        p.wait()  # idempotent
+    del pending  # the first is waited for on deletion
+    for x, e in zip(xs, expected):
+        assert torch.equal(x, e)
+    # overwrite=True: what add_normal_ adds to zeros, whatever x held
+    x, zero = torch.randn(5, 3001), torch.zeros(5 * 3001)
+    add_normal_(zero, 0.3, 77)
+    add_normal_start(x, 0.3, 77, overwrite=True).wait()
+    assert torch.equal(x.view(-1), zero)
+
+
+def test_add_normal_start_bad_inputs():
+    from rate_rnn.ops import add_normal_start
+
+    with pytest.raises(ValueError, match="float32"):
+        add_normal_start(torch.zeros(10, dtype=torch.float64), 1.0, 0)
+    with pytest.raises(ValueError, match="contiguous"):
+        add_normal_start(torch.zeros(10, 10).t(), 1.0, 0)
+    with pytest.raises(ValueError, match="handle"):
+        torch.ops.rate_rnn.add_normal_end(-5)
+
+
+def test_add_normal_start_without_the_compiled_op(monkeypatch):
+    """Without the extension the same stream is added synchronously by the twin (float rounding apart)."""
+    from rate_rnn.ops import add_normal_start
+
+    x = torch.randn(4, 1001)
+    noise = 0.3 * rate_rnn.standard_normal_ref(5, (x.numel(),)).reshape(x.shape)
+    expected = x.double() + noise
+    monkeypatch.setattr(_extension, "kernels", lambda: {"cpu": False, "cuda": False})
+    add_normal_start(x, 0.3, 5).wait()
+    assert (x.double() - expected).abs().max().item() < 1e-6
+    add_normal_start(x, 0.3, 5, overwrite=True).wait()
+    assert (x.double() - noise).abs().max().item() < 1e-6

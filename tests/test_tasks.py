@@ -419,6 +419,21 @@ def test_noise_std_on_all_channels():
     assert np.array_equal(a.y, b.y) and np.array_equal(a.c_mask, b.c_mask)
 
 
+@pytest.mark.parametrize("rule", ["fdgo", "contextdelaydm1", "dmcnogo"])
+def test_input_noise_is_the_documented_stream(rule):
+    """x = noise-free x + sigma * the flat noise stream keyed by the generator's next draw after the plan,
+    checked against the pure-torch twin of the stream (the generator adds it in the background)."""
+    import rate_rnn
+
+    a = tasks.generate_trials(rule, make_hp(seed=5), "random", noise_on=True, batch_size=48)
+    hp = make_hp(seed=5)
+    b = tasks.generate_trials(rule, hp, "random", noise_on=False, batch_size=48)
+    seed = int(hp["rng"].integers(0, 2**63 - 1))
+    twin = NOISE_STD * rate_rnn.standard_normal_ref(seed, (b.x.size,)).numpy().reshape(b.x.shape)
+    np.testing.assert_allclose(a.x, b.x + twin, rtol=0, atol=2e-6)
+    assert np.array_equal(a.y, b.y) and np.array_equal(a.c_mask, b.c_mask)
+
+
 @pytest.mark.parametrize("rule", ALL20 + OICDMC)
 def test_determinism_per_seed(rule):
     rs = ruleset_of(rule)

@@ -48,7 +48,7 @@ __device__ __forceinline__ T derivative_from_rate(T r) {
 template <typename scalar_t>
 __device__ __forceinline__ scalar_t noise_term(uint64_t seed, int64_t noise_row, int64_t col, float noise_std) {
   const noise::RowKey key = noise::row_key(seed, static_cast<uint64_t>(noise_row));
-  return static_cast<scalar_t>(noise_std * noise::standard_normal(key, static_cast<uint32_t>(col)));
+  return static_cast<scalar_t>(noise_std * noise::standard_normal(key, static_cast<uint64_t>(col)));
 }
 
 }  // namespace cuda

@@ -244,9 +244,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cuda(
 }
 
 void add_normal_cuda(at::Tensor self, double std, int64_t seed) {
-  TORCH_CHECK_TYPE(self.scalar_type() == at::kFloat || self.scalar_type() == at::kDouble,
-                   "rate_rnn.add_normal_: self must be float32 or float64, got ", self.scalar_type());
-  TORCH_CHECK(self.is_contiguous(), "rate_rnn.add_normal_: self must be contiguous");
+  check_add_normal_args(self);
   if (self.numel() == 0) return;
   const c10::cuda::CUDAGuard guard(self.device());
   const int64_t cols = self.dim() == 0 ? 1 : self.size(-1);

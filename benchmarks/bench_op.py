@@ -2,26 +2,28 @@
 
     python -m benchmarks op [--quick] [--threads N]
 
-Paths, all measured in the same run (medians of several runs):
+Paths, timed in turn within every repeat (medians over repeats; each ratio is the median over repeats of the
+ratio within a repeat, so a drift in the machine's speed does not bias it):
   * ``cell loop``  — rate_rnn.RNNCell stepped in a Python loop (what the published port does), autograd backward;
   * ``compiled``   — the same loop under torch.compile (--compile; compiling takes minutes per shape on 2 cores);
   * ``fused``      — rate_rnn.RNNLayer on the compiled C++ op (input GEMM hoisted, one GEMM per step).
-Each includes the input projection x W_ihᵀ + b and its gradients. Ratios are against the cell loop of the same
-shape; GFLOP/s count 2·(T·B)·(I+N)·N per direction (×3 for forward+backward) against this machine's measured
-1024³ GEMM rate.
+Each includes the input projection x W_ihᵀ + b and its gradients; backward starts from a fixed random dL/dH.
+Ratios are against the cell loop of the same shape; GFLOP/s count 2·(T·B)·(I+N)·N per direction (×3 for
+forward+backward) against this machine's measured 1024³ GEMM rate.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 
 import rate_rnn
 
-from .common import gemm_gflops, median_ms, table, write_result
+from .common import gemm_gflops, interleaved_ms, table, write_result
 
 
-def measure(T, B, N, I, repeats=5, with_compile=False):
+def measure(T, B, N, I, repeats=9, with_compile=False):
     torch.manual_seed(0)
     layer = rate_rnn.RNNLayer(I, N, "relu", 0.8)
     loop = rate_rnn.CellLoopLayer(I, N, "relu", 0.8)
@@ -32,21 +34,27 @@ def measure(T, B, N, I, repeats=5, with_compile=False):
     if with_compile:
         compiled = torch.compile(loop)
         paths["compiled"] = lambda: compiled(x, h0)[0]
+    # Backward from a fixed upstream gradient dL/dH, as a readout layer passes back (a contiguous tensor; a bare
+    # .sum() would hand every path an expanded tensor of zeros strides instead).
+    grad_out = torch.randn(T, B, N)
     row = {"T": T, "B": B, "N": N, "I": I}
-    for name, fn in paths.items():
-        def fwd():
-            with torch.no_grad():
-                fn()
+    for kind in ("fwd", "fwd+bwd"):
+        def timed(fn, kind=kind):
+            if kind == "fwd":
+                def run():
+                    with torch.no_grad():
+                        fn()
+            else:
+                def run():
+                    fn().backward(grad_out)
+            return run
 
-        def fwd_bwd():
-            fn().sum().backward()
-
-        row[f"{name} fwd"] = median_ms(fwd, repeats)
-        row[f"{name} fwd+bwd"] = median_ms(fwd_bwd, repeats)
+        runs = interleaved_ms({name: timed(fn) for name, fn in paths.items()}, repeats)
+        for name, ms in runs.items():
+            row[f"{name} {kind}"] = statistics.median(ms)
+            # the median over repeats of the ratio within each repeat (robust to the machine's drift)
+            row[f"{name} {kind} x"] = statistics.median(a / b for a, b in zip(runs["cell loop"], ms))
     flop = 2 * T * B * (I + N) * N
-    for name in paths:
-        row[f"{name} fwd x"] = row["cell loop fwd"] / row[f"{name} fwd"]
-        row[f"{name} fwd+bwd x"] = row["cell loop fwd+bwd"] / row[f"{name} fwd+bwd"]
     row["fused fwd+bwd GFLOP/s"] = 3 * flop / (row["fused fwd+bwd"] * 1e-3) / 1e9
     return row
 
@@ -56,7 +64,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="only T=100, B=64, N=256, I=85 (the headline shape)")
     ap.add_argument("--compile", action="store_true", help="also time the cell loop under torch.compile")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = ap.parse_args(argv)
     if args.threads:

@@ -26,6 +26,21 @@ def median_ms(fn, repeats: int = 7, warmup: int = 2, inner: int = 1) -> float:
     return statistics.median(runs)
 
 
+def interleaved_ms(fns: dict, repeats: int = 7, warmup: int = 2) -> dict:
+    """{name: [ms of each repeat]} for callables timed in turn within every repeat (A B C A B C ...), so that a
+    machine whose speed drifts (shared cores) slows every path alike and per-repeat ratios stay meaningful."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    out = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[name].append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
 def machine() -> dict:
     import numpy
     import torch

@@ -1,20 +1,30 @@
 // CPU implementation of rate_rnn::forward / rate_rnn::backward (contract in rate_rnn.h).
 //
-// One ATen GEMM per step (h_{t-1} W_hh^T forward, Delta_t W_hh backward) and one fused elementwise pass per step;
-// no Python per time step. dW_hh is one GEMM over all T*B rows after the backward loop.
+// One GEMM per step (h_{t-1} W_hh^T forward, Delta_t W_hh backward) and one fused elementwise pass per step;
+// no Python per time step. dW_hh is one GEMM over all T*B rows after the backward loop. In float32 the per-step
+// GEMMs use W_hh packed once per call (MKL's packed GEMM, which x86 builds of torch carry) instead of re-packing
+// it at every step; elsewhere, or with RATE_RNN_CPU_GEMM=aten, they are ATen GEMMs.
 #include "fast_math.h"
 #include "noise.h"
 #include "rate_rnn.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 
+#include <dlfcn.h>
+
 #include <cmath>
-#include <type_traits>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 namespace rate_rnn {
@@ -126,6 +136,129 @@ void check_lengths_range(const c10::optional<at::Tensor>& lengths, int64_t T) {
                     hi, "]");
 }
 
+// The op's large outputs (H, R, dU: T*B*N elements each) come from blocks freed by earlier calls. glibc hands
+// freed multi-megabyte blocks back to the operating system, so a fresh one page-faults on first touch, and on
+// virtual machines that cost ~10% of a call. Blocks of at least kMinBytes are kept (sizes rounded up to 1/8 of
+// their power of two, so that sequences of nearby lengths share them), up to kMaxCachedBytes in all.
+class BlockCache final : public c10::Allocator {
+ public:
+  static BlockCache& get() {
+    static BlockCache* cache = new BlockCache();  // leaked: tensors may be freed during static destruction
+    return *cache;
+  }
+
+  // An uninitialised contiguous tensor, like at::empty(sizes, like.options()).
+  at::Tensor empty(at::IntArrayRef sizes, const at::Tensor& like) {
+    return at::detail::empty_generic(sizes, this, c10::DispatchKeySet(c10::DispatchKey::CPU), like.scalar_type(),
+                                     c10::nullopt);
+  }
+
+  at::DataPtr allocate(size_t bytes) override {
+    if (bytes == 0) return {nullptr, nullptr, &release, at::Device(at::kCPU)};
+    const size_t size = rounded(bytes);
+    void* block = nullptr;
+    if (size >= kMinBytes) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end()) {
+        block = it->second;
+        free_.erase(it);
+        cached_bytes_ -= size;
+      }
+    }
+    if (block == nullptr) block = c10::alloc_cpu(size);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      sizes_[block] = size;
+    }
+    return {block, block, &release, at::Device(at::kCPU)};
+  }
+
+  at::DeleterFnPtr raw_deleter() const override { return &release; }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
+
+ private:
+  static constexpr size_t kMinBytes = size_t{1} << 20, kMaxCachedBytes = size_t{256} << 20;
+
+  static size_t rounded(size_t bytes) {
+    if (bytes < kMinBytes) return bytes;
+    size_t step = size_t{1} << (63 - __builtin_clzll(bytes) - 3);  // 1/8 of the largest power of two <= bytes
+    return (bytes + step - 1) / step * step;
+  }
+
+  static void release(void* block) {
+    BlockCache& cache = get();
+    std::unique_lock<std::mutex> lock(cache.mutex_);
+    auto it = cache.sizes_.find(block);
+    const size_t size = it->second;
+    cache.sizes_.erase(it);
+    if (size >= kMinBytes && cache.cached_bytes_ + size <= kMaxCachedBytes) {
+      cache.free_.emplace(size, block);
+      cache.cached_bytes_ += size;
+      return;
+    }
+    lock.unlock();
+    c10::free_cpu(block);
+  }
+
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> sizes_;
+  size_t cached_bytes_ = 0;
+};
+
+// MKL's packed single-precision GEMM (CBLAS, 32-bit ints), looked up at run time in the torch library already
+// loaded, so that builds of torch without MKL (or a future one that hides it) simply use ATen GEMMs.
+class PackedSgemm {
+ public:
+  // The packed GEMM, or nullptr where it is missing or RATE_RNN_CPU_GEMM=aten.
+  static const PackedSgemm* get() {
+    static const PackedSgemm api = load();
+    const char* env = std::getenv("RATE_RNN_CPU_GEMM");
+    if (env != nullptr && std::strcmp(env, "aten") == 0) return nullptr;
+    return api.compute_ != nullptr ? &api : nullptr;
+  }
+
+  // B = op(W) (n = k = N, W (N, N) row-major, op = transpose when `transpose`) packed for products with m-row A.
+  std::vector<float> pack(const float* W, int64_t m, int64_t N, bool transpose) const {
+    const int im = static_cast<int>(m), in = static_cast<int>(N);
+    std::vector<float> packed((get_size_(kBMatrix, im, in, in) + sizeof(float) - 1) / sizeof(float));
+    pack_(kRowMajor, kBMatrix, transpose ? kTrans : kNoTrans, im, in, in, 1.0f, W, in, packed.data());
+    return packed;
+  }
+
+  // C (m, N) = beta * C + A (m, N) * B, B from pack(); all row-major with leading dimension N.
+  void compute(const float* A, const std::vector<float>& B, float beta, float* C, int64_t m, int64_t N) const {
+    const int im = static_cast<int>(m), in = static_cast<int>(N);
+    compute_(kRowMajor, kNoTrans, kPacked, im, in, in, A, in, B.data(), in, beta, C, in);
+  }
+
+ private:
+  enum : int { kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162 };
+  using GetSize = size_t (*)(int, int, int, int);
+  using Pack = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
+  using Compute = void (*)(int, int, int, int, int, int, const float*, int, const float*, int, float, float*, int);
+  GetSize get_size_ = nullptr;
+  Pack pack_ = nullptr;
+  Compute compute_ = nullptr;
+
+  static PackedSgemm load() {
+    PackedSgemm api;
+    void* lib = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+    if (lib == nullptr) return api;
+    auto* get_size = reinterpret_cast<GetSize>(dlsym(lib, "cblas_sgemm_pack_get_size"));
+    auto* pack = reinterpret_cast<Pack>(dlsym(lib, "cblas_sgemm_pack"));
+    auto* compute = reinterpret_cast<Compute>(dlsym(lib, "cblas_sgemm_compute"));
+    if (get_size != nullptr && pack != nullptr && compute != nullptr) {
+      api.get_size_ = get_size;
+      api.pack_ = pack;
+      api.compute_ = compute;
+    }
+    return api;
+  }
+};
+
 // Rows are independent, so the batch is cut into one shard per thread and each shard runs the WHOLE time loop on
 // its own (single-threaded GEMMs, no per-step fork/join). Shards are contiguous row ranges of about equal size.
 struct Shards {
@@ -145,7 +278,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Te
                                                int64_t seed) {
   check_forward_args(U, W_hh, h0, decay, activation, lengths, noise_std);
   check_lengths_range(lengths, U.size(0));
-  at::Tensor H = at::empty_like(U), R = at::empty_like(U);
+  at::Tensor H = BlockCache::get().empty(U.sizes(), U), R = BlockCache::get().empty(U.sizes(), U);
   const at::Tensor W_t = W_hh.t();
   AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "rate_rnn_forward_cpu", [&] {
     ScanParams<scalar_t> p;
@@ -166,10 +299,19 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Te
         at::ThreadLocalStateGuard tls_guard(tls);
         for (int64_t s = s0; s < s1; ++s) {
           const int64_t b0 = shards.begin(s), nb = shards.end(s) - b0;
+          const PackedSgemm* packed_gemm = std::is_same_v<scalar_t, float> ? PackedSgemm::get() : nullptr;
+          std::vector<float> W_t_packed;
+          if (packed_gemm != nullptr) W_t_packed = packed_gemm->pack(reinterpret_cast<const float*>(p.W_hh), nb, p.N, true);
           for (int64_t t = 0; t < p.T; ++t) {
-            at::Tensor z = R[t].narrow(0, b0, nb);
-            at::mm_out(z, (t == 0 ? h0 : H[t - 1]).narrow(0, b0, nb), W_t);  // h_{t-1} W_hh^T, where r_t will live
             const scalar_t* hp = t == 0 ? p.h0 : Hd + (t - 1) * BN;
+            // z = h_{t-1} W_hh^T, written where r_t will live
+            if (packed_gemm != nullptr) {
+              packed_gemm->compute(reinterpret_cast<const float*>(hp + b0 * p.N), W_t_packed, 0.0f,
+                                   reinterpret_cast<float*>(Rd + t * BN + b0 * p.N), nb, p.N);
+            } else {
+              at::Tensor z = R[t].narrow(0, b0, nb);
+              at::mm_out(z, (t == 0 ? h0 : H[t - 1]).narrow(0, b0, nb), W_t);
+            }
             for (int64_t b = b0; b < b0 + nb; ++b) {
               const int64_t o = t * BN + b * p.N;
               forward_row<A>(hp + b * p.N, Ud + o, Rd + o, Hd + o, d.data(), one_minus_d.data(), p.N,
@@ -191,7 +333,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   check_backward_args(grad_H, H, R, h0, W_hh, decay, activation, lengths);
   check_lengths_range(lengths, grad_H.size(0));
   const int64_t T = grad_H.size(0), B = grad_H.size(1), N = grad_H.size(2);
-  at::Tensor dU = at::empty_like(grad_H);
+  at::Tensor dU = BlockCache::get().empty(grad_H.sizes(), grad_H);
   at::Tensor lam = at::empty_like(h0), lam_next = at::empty_like(h0);
   at::Tensor ddecay = at::zeros_like(decay);
   const Shards shards(B);
@@ -217,6 +359,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
           const int64_t b0 = shards.begin(s), nb = shards.end(s) - b0;
           at::Tensor cur = lam.narrow(0, b0, nb), next = lam_next.narrow(0, b0, nb);
           double* dd = need_ddecay ? dd_partial.data() + s * N : nullptr;
+          const PackedSgemm* packed_gemm = std::is_same_v<scalar_t, float> ? PackedSgemm::get() : nullptr;
+          std::vector<float> W_packed;
+          if (packed_gemm != nullptr) W_packed = packed_gemm->pack(reinterpret_cast<const float*>(p.W_hh), nb, N, false);
           for (int64_t t = T - 1; t >= 0; --t) {
             const scalar_t* L = cur.data_ptr<scalar_t>();
             scalar_t* Ln = next.data_ptr<scalar_t>();
@@ -226,7 +371,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
                               (t == 0 ? p.h0 : Hd + (t - 1) * BN) + o, Rd + t * BN + o, dUd + t * BN + o, Ln + rel,
                               d.data(), one_minus_d.data(), N, p.lengths != nullptr && t >= p.lengths[b], dd);
             }
-            next.addmm_(dU[t].narrow(0, b0, nb), W_hh);  // Lambda_{t-1} += Delta_t W_hh
+            if (packed_gemm != nullptr) {  // Lambda_{t-1} += Delta_t W_hh
+              packed_gemm->compute(reinterpret_cast<const float*>(dUd + t * BN + b0 * N), W_packed, 1.0f,
+                                   reinterpret_cast<float*>(Ln), nb, N);
+            } else {
+              next.addmm_(dU[t].narrow(0, b0, nb), W_hh);
+            }
             std::swap(cur, next);
           }
         }

@@ -74,8 +74,12 @@ def test_extension_is_compiled():
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("per_unit", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_fp32_matches_float64_reference(activation, per_unit, with_lengths):
-    """fp32 fused error ≤ 2× the fp32 reference's own error (plus a tiny floor), for every output and gradient."""
+@pytest.mark.parametrize("gemm", ["default", "aten"])
+def test_fp32_matches_float64_reference(activation, per_unit, with_lengths, gemm, monkeypatch):
+    """fp32 fused error ≤ 2× the fp32 reference's own error (plus a tiny floor), for every output and gradient,
+    with the per-step GEMMs on W_hh packed once (the default where MKL's packed GEMM exists) and as ATen GEMMs."""
+    if gemm == "aten":
+        monkeypatch.setenv("RATE_RNN_CPU_GEMM", "aten")
     T, B, N = 40, 5, 24
     base = [t.float().double() for t in make_inputs(T, B, N, per_unit=per_unit, seed=3)]  # exact fp32 inputs
     lengths = torch.tensor([T, 0, 7, T - 1, 23]) if with_lengths else None
@@ -87,6 +91,21 @@ def test_fp32_matches_float64_reference(activation, per_unit, with_lengths):
         bound = 2 * (r.double() - e).abs().max().item() + 1e-6 * e.abs().max().item() + 1e-7
         err = (f.double() - e).abs().max().item()
         assert err <= bound, f"{activation} {name}: fused error {err:.3g} > bound {bound:.3g}"
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_fp32_uneven_shards_match_reference(threads):
+    """B=37 float32 rows over 2-3 threads: shards of different sizes each pack W_hh for their own row count."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        base = [t.float().double() for t in make_inputs(30, 37, 64, seed=5)]
+        exact = run_with_grads(reference, *cast(base, torch.float64), "tanh")
+        got = run_with_grads(fused, *cast(base, torch.float32), "tanh")
+        for name, e, f in zip(NAMES, exact, got):
+            assert rel_err(f, e) < 1e-5, name
+    finally:
+        torch.set_num_threads(saved)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -443,3 +462,21 @@ def test_add_normal_start_without_the_compiled_op(monkeypatch):
     assert (x.double() - expected).abs().max().item() < 1e-6
     add_normal_start(x, 0.3, 5, overwrite=True).wait()
     assert (x.double() - noise).abs().max().item() < 1e-6
+
+
+def test_reused_output_blocks_never_alias_live_tensors():
+    """The op's large outputs reuse blocks freed by earlier calls: a live output is never handed out again, and
+    a reused block gives the same results as a fresh one (sizes of one rounding class, >= 1 MB)."""
+    torch.manual_seed(0)
+    W = torch.randn(128, 128) / 12
+    h0 = torch.zeros(64, 128)
+    U1, U2 = torch.randn(40, 64, 128), torch.randn(41, 64, 128)
+    H1, _ = scan(U1, W, h0, 0.8, "tanh")
+    kept = H1.clone()
+    for _ in range(3):  # each call frees its block, the next takes it
+        H2, _ = scan(U2, W, h0, 0.8, "tanh")
+        assert H2.data_ptr() != H1.data_ptr()
+        exact, _ = scan_reference(U2.double(), W.double(), h0.double(), 0.8, "tanh")
+        assert rel_err(H2, exact) < 1e-5
+        del H2
+    assert torch.equal(H1, kept)

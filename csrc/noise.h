@@ -174,9 +174,11 @@ inline void sincos_turns(const F32<W>& u, F32<W>& c, F32<W>& s) {
   F32<W> x, x2;
   U32<W> quadrant;
   RATE_RNN_FOR_W {
-    const __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), u.v[i]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), u.v[i]),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);  // as rintf
     quadrant.v[i] = _mm256_cvtps_epi32(q);
-    x.v[i] = _mm256_mul_ps(_mm256_set1_ps(6.28318530717959f), _mm256_sub_ps(u.v[i], _mm256_mul_ps(_mm256_set1_ps(0.25f), q)));
+    const __m256 r = _mm256_sub_ps(u.v[i], _mm256_mul_ps(_mm256_set1_ps(0.25f), q));
+    x.v[i] = _mm256_mul_ps(_mm256_set1_ps(6.28318530717959f), r);
   }
   RATE_RNN_FOR_W x2.v[i] = _mm256_mul_ps(x.v[i], x.v[i]);
   RATE_RNN_FOR_W c.v[i] = _mm256_fmadd_ps(x2.v[i], _mm256_set1_ps(1.0f / 40320), _mm256_set1_ps(-1.0f / 720));
@@ -190,7 +192,8 @@ inline void sincos_turns(const F32<W>& u, F32<W>& c, F32<W>& s) {
   RATE_RNN_FOR_W {
     const __m256i qi = quadrant.v[i];
     const __m256 swap = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(qi, set1u(1U)), set1u(1U)));
-    const __m256 c_sign = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(_mm256_add_epi32(qi, set1u(1U)), set1u(2U)), 30));
+    const __m256i c_neg = _mm256_and_si256(_mm256_add_epi32(qi, set1u(1U)), set1u(2U));
+    const __m256 c_sign = _mm256_castsi256_ps(_mm256_slli_epi32(c_neg, 30));
     const __m256 s_sign = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(qi, set1u(2U)), 30));
     const __m256 cp = c.v[i];
     c.v[i] = _mm256_xor_ps(_mm256_blendv_ps(cp, s.v[i], swap), c_sign);

@@ -49,9 +49,9 @@ void add_standard_normal_cpu(at::Tensor& self, double std, int64_t seed) {
 
 // add_normal_begin/end: self += std * xi over self viewed as one flat row (exactly add_normal_ on self.view(-1)),
 // or self = std * xi when overwrite (as if self were zero), computed in the background while the caller does
-// other work. The chunks are shared: a helper thread takes
-// them from the start, and add_normal_end takes the rest in the calling thread, so the whole costs at most what
-// add_normal_ in one thread would, even when the helper is slow to wake.
+// other work. The chunks are shared: a helper thread takes them from the start, and add_normal_end takes the
+// rest in the calling thread, so the whole costs at most what add_normal_ in one thread would, even when the
+// helper is slow to wake.
 struct NoiseAddJob {
   at::Tensor self;  // keeps the storage alive until the last chunk is written
   float* data;
@@ -142,8 +142,10 @@ class NoiseAddHelper {
   bool sleeping_ = false;
 };
 
+// Jobs between begin and end, by handle. Leaked, never destroyed: a job left pending at exit must not release
+// its tensor (possibly numpy memory) after the interpreter is gone.
 std::mutex pending_adds_mutex;
-std::unordered_map<int64_t, std::shared_ptr<NoiseAddJob>> pending_adds;
+auto& pending_adds = *new std::unordered_map<int64_t, std::shared_ptr<NoiseAddJob>>();
 int64_t next_add_handle = 1;
 
 int64_t add_normal_begin(at::Tensor self, double std, int64_t seed, bool overwrite) {
@@ -181,6 +183,7 @@ void add_normal_end(int64_t handle) {
   }
   job->work();
   while (job->done.load(std::memory_order_acquire) < job->n_chunks) cpu_relax();  // at most one chunk (~10 us)
+  job->self = at::Tensor();  // released here, not in the helper (a numpy-backed storage takes the GIL to free)
 }
 
 }  // namespace

@@ -301,7 +301,9 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& U, const at::Te
           const int64_t b0 = shards.begin(s), nb = shards.end(s) - b0;
           const PackedSgemm* packed_gemm = std::is_same_v<scalar_t, float> ? PackedSgemm::get() : nullptr;
           std::vector<float> W_t_packed;
-          if (packed_gemm != nullptr) W_t_packed = packed_gemm->pack(reinterpret_cast<const float*>(p.W_hh), nb, p.N, true);
+          if (packed_gemm != nullptr) {
+            W_t_packed = packed_gemm->pack(reinterpret_cast<const float*>(p.W_hh), nb, p.N, /*transpose=*/true);
+          }
           for (int64_t t = 0; t < p.T; ++t) {
             const scalar_t* hp = t == 0 ? p.h0 : Hd + (t - 1) * BN;
             // z = h_{t-1} W_hh^T, written where r_t will live
@@ -361,7 +363,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
           double* dd = need_ddecay ? dd_partial.data() + s * N : nullptr;
           const PackedSgemm* packed_gemm = std::is_same_v<scalar_t, float> ? PackedSgemm::get() : nullptr;
           std::vector<float> W_packed;
-          if (packed_gemm != nullptr) W_packed = packed_gemm->pack(reinterpret_cast<const float*>(p.W_hh), nb, N, false);
+          if (packed_gemm != nullptr) {
+            W_packed = packed_gemm->pack(reinterpret_cast<const float*>(p.W_hh), nb, N, /*transpose=*/false);
+          }
           for (int64_t t = T - 1; t >= 0; --t) {
             const scalar_t* L = cur.data_ptr<scalar_t>();
             scalar_t* Ln = next.data_ptr<scalar_t>();

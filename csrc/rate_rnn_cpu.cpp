@@ -191,6 +191,7 @@ class BlockCache final : public c10::Allocator {
     BlockCache& cache = get();
     std::unique_lock<std::mutex> lock(cache.mutex_);
     auto it = cache.sizes_.find(block);
+    TORCH_INTERNAL_ASSERT(it != cache.sizes_.end(), "rate_rnn: freeing a block the cache did not hand out");
     const size_t size = it->second;
     cache.sizes_.erase(it);
     if (size >= kMinBytes && cache.cached_bytes_ + size <= kMaxCachedBytes) {

@@ -20,7 +20,7 @@ import torch
 
 import rate_rnn
 
-from .common import gemm_gflops, interleaved_ms, table, write_result
+from .common import gemm_gflops, interleaved_ms, result_name, table, write_result
 
 
 def measure(T, B, N, I, repeats=9, with_compile=False):
@@ -66,7 +66,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--tag", default=None, help="write op_cpu_<tag>.json instead of op_cpu.json")
     args = ap.parse_args(argv)
+    result_file = result_name("op_cpu", args.tag)  # a bad tag fails before minutes of timing
     if args.threads:
         torch.set_num_threads(args.threads)
     info = rate_rnn.backend_info()
@@ -89,7 +91,7 @@ def main(argv=None):
         cols.insert(9, ("compiled fwd+bwd x", "compiled x", ".2f"))
     print(table(rows, cols))
     print(f"machine GEMM rate (1024^3 fp32): {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}")
-    path = write_result("op_cpu", {"gemm_gflops": peak, "rows": rows}, args.out)
+    path = write_result(result_file, {"gemm_gflops": peak, "rows": rows}, args.out)
     print(f"wrote {path}")
 
 

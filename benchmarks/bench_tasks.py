@@ -1,32 +1,27 @@
 """Benchmark of the task generator: ms per 'random' batch per rule.
 
-Usage:
-    python benchmarks/bench_tasks.py [--batch-size 64] [--repeats 7] [--calls 40]
-                                     [--ruleset all] [--tag TAG] [--no-save]
+    python -m benchmarks tasks [--batch-size 64] [--repeats 7] [--calls 40] [--ruleset all] [--tag TAG]
+                               [--out DIR] [--no-save]
 
 For each rule of the ruleset, times ``generate_trials(rule, hp, 'random',
 batch_size=B)`` with input noise off and on: ``repeats`` timing runs of
 ``calls`` calls each, reporting the median over runs of the mean ms per call.
-Prints a table and the average over rules, and writes JSON to
-benchmarks/results/tasks_<tag>.json (tag default: '<n>cpu'; no host names).
+Prints a table and the average over rules, and writes JSON (with the machine description) to
+benchmarks/results/tasks_<tag>.json (tag default: '<n>cpu').
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from multitask import tasks
+from multitask.hparams import get_default_hp
 
-from multitask import tasks  # noqa: E402
-from multitask.hparams import get_default_hp  # noqa: E402
+from .common import result_name, write_result
 
 
 def time_rule(rule, hp, batch_size, noise_on, repeats, calls):
@@ -43,15 +38,17 @@ def time_rule(rule, hp, batch_size, noise_on, repeats, calls):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks tasks", description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--calls", type=int, default=40, help="calls per timing run")
     ap.add_argument("--ruleset", default="all", choices=sorted(tasks.rules_dict))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default=None, help="result file tag (default '<n>cpu')")
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     ap.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     args = ap.parse_args(argv)
+    result_file = result_name("tasks", args.tag or f"{os.cpu_count()}cpu")
 
     hp = get_default_hp(args.ruleset)
     hp["rng"] = np.random.default_rng(args.seed)
@@ -71,10 +68,6 @@ def main(argv=None):
 
     result = {
         "benchmark": "tasks.generate_trials random mode",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "numpy_version": np.__version__,
-        "python_version": platform.python_version(),
-        "cpu_count": os.cpu_count(),
         "threads_env": {k: os.environ.get(k) for k in
                         ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
         "ruleset": args.ruleset,
@@ -87,13 +80,8 @@ def main(argv=None):
         "average_noise_on_ms": avg_on,
     }
     if not args.no_save:
-        tag = args.tag or f"{os.cpu_count()}cpu"
-        out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, f"tasks_{tag}.json")
-        with open(path, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"wrote {os.path.relpath(path)}")
+        path = write_result(result_file, result, args.out)
+        print(f"wrote {path}")
     return result
 
 

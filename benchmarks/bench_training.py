@@ -22,7 +22,7 @@ import rate_rnn
 from multitask.network import Run_Model
 from multitask.train import make_optimizer, set_hyperparameters
 
-from .common import table, write_result
+from .common import result_name, table, write_result
 
 PAPER_MAIN = {"activation": "softplus", "w_rec_init": "diag"}
 
@@ -75,9 +75,11 @@ def main(argv=None):
     ap.add_argument("--rulesets", nargs="*", default=["mante", "all"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--tag", default=None, help="write training_<device>_<tag>.json")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    result_file = result_name(f"training_{device.type}", args.tag)  # a bad tag fails before minutes of timing
     rows = []
     for ruleset in args.rulesets:
         variants = [("rate_rnn (fused op)", None)]
@@ -93,7 +95,7 @@ def main(argv=None):
             ("trials ms", "trials ms", ".2f"), ("forward ms", "fwd ms", ".2f"), ("backward ms", "bwd ms", ".2f"),
             ("optimizer ms", "opt ms", ".2f"), ("steps/s", "steps/s", ".1f"), ("x port-style", "x port", ".2f")]
     print(table(rows, cols))
-    path = write_result(f"training_{device.type}", {"steps": args.steps, "rows": rows}, args.out)
+    path = write_result(result_file, {"steps": args.steps, "rows": rows}, args.out)
     print(f"wrote {path}")
 
 

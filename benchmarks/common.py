@@ -45,15 +45,21 @@ def machine() -> dict:
     import numpy
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu, family, model, flags = platform.processor() or platform.machine(), None, None, set()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n", 1)[0].splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        cpu, family, model = info.get("model name", cpu), info.get("cpu family"), info.get("model")
+        flags = set(info.get("flags", "").split())
     except OSError:
         pass
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu,
+        # two machines of one model name can differ a lot (the same 'AMD EPYC' with and without AVX-512)
+        "cpu_family_model": f"{family}/{model}" if family else None,
+        "vector_isa": vector_isa(flags),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -61,6 +67,21 @@ def machine() -> dict:
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def vector_isa(flags: set) -> str:
+    """The widest x86 vector extension in a /proc/cpuinfo flag set ('avx512', 'avx2', 'sse2'), else 'other'."""
+    for isa, needs in (("avx512", {"avx512f"}), ("avx2", {"avx2", "fma"}), ("sse2", {"sse2"})):
+        if needs <= flags:
+            return isa
+    return "other"
+
+
+def result_name(base: str, tag: str | None) -> str:
+    """``base`` or ``base_<tag>``: results of another machine go beside, not over, the committed ones."""
+    if tag is not None and not tag.replace("-", "").replace("_", "").isalnum():
+        raise SystemExit(f"--tag must be letters, digits, '-' or '_', got {tag!r}")
+    return f"{base}_{tag}" if tag else base
 
 
 def gemm_gflops(n: int = 1024, repeats: int = 5) -> float:

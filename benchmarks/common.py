@@ -48,8 +48,8 @@ def machine() -> dict:
     cpu, family, model, flags = platform.processor() or platform.machine(), None, None, set()
     try:
         with open("/proc/cpuinfo") as f:
-            info = dict(line.split(":", 1) for line in f.read().split("\n\n", 1)[0].splitlines() if ":" in line)
-        info = {k.strip(): v.strip() for k, v in info.items()}
+            first_cpu = f.read().split("\n\n", 1)[0].splitlines()
+        info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_cpu if ":" in line)}
         cpu, family, model = info.get("model name", cpu), info.get("cpu family"), info.get("model")
         flags = set(info.get("flags", "").split())
     except OSError:
